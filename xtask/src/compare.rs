@@ -1,0 +1,104 @@
+//! `cargo xtask compare`: both kernels built and booted, one table.
+
+use crate::pipeline::{self, Workspace};
+use crate::qemu::Qemu;
+use crate::report::{self, Declared, RunReport, Table};
+use crate::{initramfs, paths, RunOpts, Variant};
+use anyhow::{Context, Result};
+
+pub fn run(opts: &RunOpts) -> Result<i32> {
+    let ws = Workspace::open(opts)?;
+    let vanilla = ws.kernel(Variant::Vanilla)?;
+    let patched = ws.kernel(Variant::Patched)?;
+    let validator = initramfs::build_validator()?;
+    let declared = report::declared(&validator)?;
+    let initrd = ws.validator_initramfs(&validator)?;
+    let qemu = Qemu::find()?;
+
+    // The two guests are independent: boot them side by side.
+    let (vanilla, patched) = std::thread::scope(|s| {
+        let v = s.spawn(|| pipeline::boot_validator(&ws, Variant::Vanilla, vanilla, &initrd, &qemu, opts));
+        let p = s.spawn(|| pipeline::boot_validator(&ws, Variant::Patched, patched, &initrd, &qemu, opts));
+        (v.join().expect("vanilla boot thread"), p.join().expect("patched boot thread"))
+    });
+    let (vanilla, patched) = (vanilla?, patched?);
+
+    let table = compare_table(&declared, &vanilla, &patched, opts.filter.as_deref());
+    println!();
+    print!("{}", header(&vanilla, &patched, &ws));
+    print!("{}", table.terminal());
+    for (report, variant) in [(&vanilla, Variant::Vanilla), (&patched, Variant::Patched)] {
+        pipeline::print_diagnostics(report, &declared, variant);
+        pipeline::print_problems(report);
+    }
+
+    let markdown = format!("{}\n{}", header(&vanilla, &patched, &ws), table.markdown());
+    let out = paths::results().join("compare.md");
+    std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
+    let json = paths::results().join("compare.json");
+    let both = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
+    std::fs::write(&json, serde_json::to_string_pretty(&both)?)?;
+
+    let unexpected = table.rows.iter().filter(|r| r[5] != "as expected").count();
+    let problems = vanilla.problems.len() + patched.problems.len();
+    println!("\ntable (Markdown, for a cover letter): {}\nreports: {}", out.display(), json.display());
+    if unexpected == 0 && problems == 0 {
+        println!("every scenario behaved as declared on both kernels");
+        Ok(0)
+    } else {
+        println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
+        Ok(1)
+    }
+}
+
+/// What was compared: a reader of the table must be able to rebuild it.
+fn header(vanilla: &RunReport, patched: &RunReport, ws: &Workspace) -> String {
+    format!(
+        "Linux {} ({}: {}), series {} ({} patches, {}), config {}, QEMU {}.{}.{} {} -cpu {}\n",
+        ws.source.version,
+        ws.source.provider,
+        ws.source.origin,
+        &patched.series_hash.get(..12).unwrap_or("empty"),
+        ws.series.patches.len(),
+        ws.series.dir.display(),
+        &vanilla.kernel.config_hash[..12],
+        vanilla.qemu.version.0,
+        vanilla.qemu.version.1,
+        vanilla.qemu.version.2,
+        accel_name(vanilla),
+        vanilla.cpu,
+    )
+}
+
+fn accel_name(r: &RunReport) -> &'static str {
+    match r.accelerator {
+        crate::qemu::Accelerator::Kvm => "KVM",
+        crate::qemu::Accelerator::Tcg => "TCG",
+    }
+}
+
+pub fn compare_table(declared: &[Declared], vanilla: &RunReport, patched: &RunReport, filter: Option<&str>) -> Table {
+    let rows = declared
+        .iter()
+        .filter(|d| filter.is_none_or(|f| d.id.contains(f)))
+        .map(|d| {
+            let v = vanilla.status_of(&d.id);
+            let p = patched.status_of(&d.id);
+            let ok = report::matches(v, &d.vanilla) && report::matches(p, &d.patched);
+            vec![
+                d.id.clone(),
+                d.description.clone(),
+                report::cell(v),
+                report::cell(p),
+                format!("{} / {}", d.vanilla, d.patched),
+                pipeline::verdict(ok),
+            ]
+        })
+        .collect();
+    Table {
+        header: ["scenario", "what it checks", "vanilla", "patched", "expected (v / p)", "verdict"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }
+}

@@ -1,0 +1,59 @@
+//! What the guest console says about the kernel itself: oopses, BUGs,
+//! WARNINGs and panics fail a run even when every scenario passed.
+
+/// Strips a printk timestamp such as `[    1.234567] `.
+fn without_timestamp(line: &str) -> &str {
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix('[') {
+        if let Some((stamp, after)) = rest.split_once(']') {
+            if stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return after.trim_start();
+            }
+        }
+    }
+    trimmed
+}
+
+/// The kernel problem a console line reports, if any.
+pub fn kernel_problem(line: &str) -> Option<&'static str> {
+    let text = without_timestamp(line);
+    const PATTERNS: [(&str, &str); 7] = [
+        ("Kernel panic - not syncing", "panic"),
+        ("Oops:", "oops"),
+        ("BUG:", "BUG"),
+        ("kernel BUG at", "BUG"),
+        ("WARNING:", "WARNING"),
+        ("general protection fault", "general protection fault"),
+        ("Unable to handle kernel", "oops"),
+    ];
+    PATTERNS
+        .iter()
+        .find(|(pattern, _)| text.starts_with(pattern))
+        .map(|(_, kind)| *kind)
+}
+
+pub fn is_panic(line: &str) -> bool {
+    kernel_problem(line) == Some("panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_kernel_problems() {
+        assert_eq!(kernel_problem("[    2.001] Kernel panic - not syncing: Attempted to kill init!"), Some("panic"));
+        assert_eq!(kernel_problem("Oops: 0000 [#1] PREEMPT SMP"), Some("oops"));
+        assert_eq!(kernel_problem("[ 1.5] BUG: kernel NULL pointer dereference, address: 0"), Some("BUG"));
+        assert_eq!(kernel_problem("WARNING: CPU: 0 PID: 1 at mm/mmap.c:100 foo+0x1/0x2"), Some("WARNING"));
+        assert_eq!(kernel_problem("kernel BUG at mm/memory.c:42!"), Some("BUG"));
+        assert!(is_panic("Kernel panic - not syncing: Fatal exception"));
+    }
+
+    #[test]
+    fn ignores_validator_lines_that_mention_the_words() {
+        assert_eq!(kernel_problem("# sigsegv: child got SIGSEGV, not a BUG: fine"), None);
+        assert_eq!(kernel_problem("ok 3 no_warning_here"), None);
+        assert_eq!(kernel_problem("random: crng init done"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! End-to-end checks on real kernels: the compare itself, the cache, and
+//! the failure paths a user will meet (a patch that does not apply, a hung
+//! guest, a kernel panic), each asserted, none skipped.
+
+use crate::initramfs::{self, Entry};
+use crate::ktap::Ktap;
+use crate::pipeline::Workspace;
+use crate::qemu::{self, Ending, Guest, Qemu};
+use crate::series::{self, git, Series};
+use crate::{cmd, compare, paths, report, ui, RunOpts, Variant};
+use anyhow::{bail, ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub fn run(opts: &RunOpts) -> Result<i32> {
+    let checks: [(&str, fn(&RunOpts) -> Result<()>); 5] = [
+        ("compare: both kernels built and booted, every scenario as declared", check_compare),
+        ("a second compare rebuilds nothing", check_cached),
+        ("initramfs: same inputs give the same bytes", check_initramfs_reproducible),
+        ("a patch that no longer applies is named, nothing stays applied", check_broken_patch),
+        ("a hung guest and a kernel panic are reported in time, no QEMU left", check_hang_and_panic),
+    ];
+    let mut failed = 0;
+    for (name, check) in checks {
+        eprintln!("\n=== e2e: {name}");
+        match check(opts) {
+            Ok(()) => eprintln!("=== ok: {name}"),
+            Err(e) => {
+                failed += 1;
+                ui::finish_all();
+                eprintln!("=== FAILED: {name}\n{e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} end-to-end check(s) failed");
+    }
+    eprintln!("\nall end-to-end checks passed");
+    Ok(0)
+}
+
+fn check_compare(opts: &RunOpts) -> Result<()> {
+    let code = compare::run(opts)?;
+    ensure!(code == 0, "cargo xtask compare exited {code}: see the table above");
+    let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
+    ensure!(md.contains("| scenario |"), "compare.md has no table");
+    Ok(())
+}
+
+fn check_cached(opts: &RunOpts) -> Result<()> {
+    let ws = Workspace::open(opts)?;
+    for variant in [Variant::Vanilla, Variant::Patched] {
+        let kernel = ws.kernel(variant)?;
+        ensure!(kernel.cached, "{} kernel was rebuilt with nothing changed", variant.name());
+    }
+    Ok(())
+}
+
+fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
+    let ws = Workspace::open(opts)?;
+    let validator = initramfs::build_validator()?;
+    let first = std::fs::read(ws.validator_initramfs(&validator)?)?;
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = std::fs::read(ws.validator_initramfs(&validator)?)?;
+    ensure!(first == second, "two packs of the same inputs differ");
+    ensure!(first.starts_with(b"070701"), "not a newc cpio archive");
+    Ok(())
+}
+
+/// The real series with one context line of its first patch changed,
+/// applied in a throwaway worktree (the cached patched tree is not touched).
+fn check_broken_patch(opts: &RunOpts) -> Result<()> {
+    let ws = Workspace::open(opts)?;
+    let Some(first) = ws.series.patches.iter().find(|p| first_context_line(&p.contents).is_some()) else {
+        bail!("the series has no patch with a context line to break");
+    };
+    let dir = tempfile::tempdir()?;
+    let broken = dir.path().join("series-dir");
+    std::fs::create_dir(&broken)?;
+    std::fs::write(broken.join("series"), format!("{}\n", first.name))?;
+    std::fs::write(broken.join(&first.name), break_patch(&first.contents))?;
+    let series = Series::load(&broken)?;
+
+    let vanilla = ws.layout.src(Variant::Vanilla);
+    let tree = paths::target().join("e2e-worktree");
+    let log = dir.path().join("log");
+    let _ = cmd::output(git(&vanilla).args(["worktree", "remove", "--force"]).arg(&tree));
+    let _ = std::fs::remove_dir_all(&tree);
+    cmd::logged(git(&vanilla).args(["worktree", "add", "--quiet", "--detach"]).arg(&tree).arg(&ws.source.commit), &log)?;
+    let result = series::apply(&tree, &ws.source.commit, &series, &log);
+    let clean = cmd::output(git(&tree).args(["status", "--porcelain"]))?;
+    let head = cmd::output(git(&tree).args(["rev-parse", "HEAD"]))?;
+    let _ = cmd::output(git(&vanilla).args(["worktree", "remove", "--force"]).arg(&tree));
+    let err = match result {
+        Ok(()) => bail!("the broken patch applied"),
+        Err(e) => format!("{e:#}"),
+    };
+    eprintln!("{err}");
+    ensure!(err.contains(&first.name), "the error does not name {}: {err}", first.name);
+    ensure!(err.contains("patch failed:"), "the error does not name the file and hunk: {err}");
+    ensure!(clean.trim().is_empty() && head.trim() == ws.source.commit, "the tree was left half-applied");
+    Ok(())
+}
+
+fn first_context_line(patch: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(patch).ok()?;
+    let mut in_hunk = false;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("@@") {
+            in_hunk = true;
+        } else if in_hunk && line.starts_with(' ') && line.trim().len() > 3 {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Rewrites the first context line of the first hunk, as a rebase gone stale would.
+fn break_patch(patch: &[u8]) -> Vec<u8> {
+    let at = first_context_line(patch).expect("checked by the caller");
+    let mut out = patch[..at + 1].to_vec();
+    out.extend_from_slice(b"XTASK-E2E-STALE ");
+    out.extend_from_slice(&patch[at + 1..]);
+    out
+}
+
+fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
+    let ws = Workspace::open(opts)?;
+    let kernel = ws.kernel(Variant::Vanilla)?;
+    let qemu = Qemu::find()?;
+    let timeout = Duration::from_secs(60);
+
+    let hang = fake_guest(&ws, "hang", "echo '# start e2e_hangs'\nwhile :; do sleep 1; done\n")?;
+    let (boot, ktap, took) = boot_fake(&qemu, &kernel.bzimage, &hang, opts, timeout)?;
+    ensure!(boot.ending == Ending::TimedOut, "hung guest ended as {:?}", boot.ending);
+    ensure!(took < timeout + Duration::from_secs(10), "hang reported after {took:?}");
+    let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
+    ensure!(
+        problems.iter().any(|p| p.contains("while scenario e2e_hangs was running")),
+        "hang not attributed: {problems:?}"
+    );
+    ensure_no_qemu_left(&hang)?;
+
+    // PID 1 exiting is a real kernel panic ("Attempted to kill init").
+    let panic = fake_guest(&ws, "panic", "echo '# start e2e_panics'\nexit 3\n")?;
+    let (boot, ktap, took) = boot_fake(&qemu, &kernel.bzimage, &panic, opts, timeout)?;
+    ensure!(took < timeout, "panic reported after {took:?}");
+    let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
+    ensure!(problems.iter().any(|p| p.contains("Kernel panic")), "panic not reported: {problems:?}");
+    ensure!(
+        problems.iter().any(|p| p.contains("while scenario e2e_panics was running")),
+        "panic not attributed: {problems:?}"
+    );
+    ensure!(!boot.console.is_empty(), "no console tail kept");
+    ensure_no_qemu_left(&panic)?;
+    Ok(())
+}
+
+/// An initramfs whose /init is a busybox script printing the start of a KTAP run.
+fn fake_guest(ws: &Workspace, name: &str, body: &str) -> Result<PathBuf> {
+    let dir = paths::target().join("e2e");
+    std::fs::create_dir_all(&dir)?;
+    let init = dir.join(format!("{name}-init.sh"));
+    std::fs::write(&init, format!("#!/bin/busybox sh\necho 'KTAP version 1'\necho '1..1'\n{body}"))?;
+    let mut entries = initramfs::base_entries();
+    entries.push(Entry::File { dest: "/bin/busybox".into(), source: crate::deps::BUSYBOX.into(), mode: 0o755 });
+    entries.push(Entry::Symlink("/bin/sleep".into(), "busybox".into()));
+    entries.push(Entry::File { dest: "/init".into(), source: init, mode: 0o755 });
+    let out = dir.join(format!("{name}.cpio"));
+    initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
+    Ok(out)
+}
+
+fn boot_fake(qemu: &Qemu, kernel: &Path, initrd: &Path, opts: &RunOpts, timeout: Duration) -> Result<(qemu::Boot, Ktap, Duration)> {
+    let guest = Guest { qemu, kernel, initrd, append: String::new(), accel: qemu::Accelerator::Tcg };
+    let log = initrd.with_extension("console.log");
+    let started = Instant::now();
+    let mut ktap = Ktap::default();
+    let (boot, _) = qemu::run_with_fallback(guest, opts.accel, timeout, &log, &mut |l| ktap.push_line(l))?;
+    Ok((boot, ktap, started.elapsed()))
+}
+
+/// No process still runs with this initramfs on its command line.
+fn ensure_no_qemu_left(initrd: &Path) -> Result<()> {
+    let needle = initrd.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let path = entry?.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            bail!("a QEMU process survived: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaking_a_patch_changes_only_a_context_line() {
+        let patch = b"From x\n---\n--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n context one\n-old\n+new\n";
+        let broken = String::from_utf8(break_patch(patch)).unwrap();
+        assert!(broken.contains("\n XTASK-E2E-STALE context one\n-old\n+new\n"), "{broken}");
+        assert_eq!(first_context_line(b"no hunks\n"), None);
+    }
+}
