@@ -1,0 +1,4 @@
+//! Micro-benchmarks (not yet implemented beyond the round trip).
+pub fn run() -> i32 {
+    0
+}

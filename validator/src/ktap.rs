@@ -1,0 +1,65 @@
+//! KTAP v1 output, line by line and flushed, so that the console shows which
+//! scenario was running if the kernel dies.
+
+use crate::runner::Observed;
+use std::io::Write;
+
+pub struct Ktap {
+    index: usize,
+    pass: usize,
+    fail: usize,
+    skip: usize,
+}
+
+fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+impl Ktap {
+    pub fn start(count: usize) -> Ktap {
+        emit("KTAP version 1");
+        emit(&format!("1..{count}"));
+        Ktap { index: 0, pass: 0, fail: 0, skip: 0 }
+    }
+
+    /// Any `# ...` line outside a scenario.
+    pub fn comment(&self, text: &str) {
+        emit(&format!("# {text}"));
+    }
+
+    pub fn begin(&self, id: &str) {
+        emit(&format!("# start {id}"));
+    }
+
+    pub fn diagnostic(&self, id: &str, text: &str) {
+        emit(&format!("# {id}: {text}"));
+    }
+
+    pub fn result(&mut self, id: &str, observed: &Observed) {
+        self.index += 1;
+        let line = match observed {
+            Observed::Pass => {
+                self.pass += 1;
+                format!("ok {} {id}", self.index)
+            }
+            Observed::Fail => {
+                self.fail += 1;
+                format!("not ok {} {id}", self.index)
+            }
+            Observed::Skip(reason) => {
+                self.skip += 1;
+                format!("ok {} {id} # SKIP {reason}", self.index)
+            }
+        };
+        emit(&line);
+    }
+
+    pub fn finish(&self) {
+        emit(&format!(
+            "# Totals: pass:{} fail:{} xfail:0 xpass:0 skip:{} error:0",
+            self.pass, self.fail, self.skip
+        ));
+    }
+}

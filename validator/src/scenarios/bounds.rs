@@ -1,0 +1,83 @@
+//! Compat address bounds: mappings created or grown by compat syscalls must
+//! stay below 4 GiB (vanilla checks them against the 64-bit TASK_SIZE).
+
+use crate::scenario::{Expect, Failure, Outcome, Scenario};
+use crate::scenarios::memory::int80_mmap2;
+use crate::sys::{self, nr32, FOUR_GIB, PAGE};
+use crate::thunks;
+use crate::{diag, ensure, skip};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        id: "int80_mmap2_hint_no_cross_4g",
+        description: "int 0x80 mmap2(0xfffff000, 0x2000) never returns a mapping that crosses 4 GiB",
+        proves: "32-bit code sees a truncated address for a VMA straddling 4 GiB; vanilla returns 0xfffff000.",
+        vanilla: Expect::Fail,
+        patched: Expect::Pass,
+        run: int80_mmap2_hint_no_cross_4g,
+    },
+    Scenario {
+        id: "int80_mmap2_fixed_cross_4g_enomem",
+        description: "int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) fails with ENOMEM",
+        proves: "A compat MAP_FIXED request beyond the 32-bit address space must fail, not succeed half out of \
+                 reach.",
+        vanilla: Expect::Fail,
+        patched: Expect::Pass,
+        run: int80_mmap2_fixed_cross_4g_enomem,
+    },
+    Scenario {
+        id: "int80_mremap_cross_4g_enomem",
+        description: "int 0x80 mremap growing a page at 0xffffe000 to 0x3000 bytes in place fails with ENOMEM",
+        proves: "In-place growth is the other way a compat VMA could cross 4 GiB; the bound must cover mremap too.",
+        vanilla: Expect::Fail,
+        patched: Expect::Pass,
+        run: int80_mremap_cross_4g_enomem,
+    },
+];
+
+const LOW_EDGE: u64 = 0xffff_e000;
+
+/// The window around 4 GiB the scenarios use must be free.
+fn require_free_window() -> Outcome {
+    if !sys::range_is_free(LOW_EDGE, FOUR_GIB + 0x4000) {
+        let busy: Vec<String> = sys::self_maps()
+            .into_iter()
+            .filter(|m| m.end > LOW_EDGE && m.start < FOUR_GIB + 0x4000)
+            .map(|m| m.line)
+            .collect();
+        skip!("address window around 4 GiB is in use: {}", busy.join(" | "));
+    }
+    Ok(())
+}
+
+fn int80_mmap2_hint_no_cross_4g() -> Outcome {
+    require_free_window()?;
+    let r = int80_mmap2(0xffff_f000, 0x2000, 0);
+    let line = r.ok().and_then(sys::map_containing).map(|m| m.line).unwrap_or_else(|| "none".into());
+    diag!("int 0x80 mmap2(0xfffff000, 0x2000) = {}; maps: {line}", sys::show(r));
+    let addr = r.map_err(|e| Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e))))?;
+    let end = sys::map_containing(addr).map(|m| m.end).unwrap_or(addr + 0x2000);
+    ensure!(addr + 0x2000 <= FOUR_GIB && end <= FOUR_GIB, "mapping {addr:#x}-{end:#x} crosses 4 GiB");
+    Ok(())
+}
+
+fn int80_mmap2_fixed_cross_4g_enomem() -> Outcome {
+    require_free_window()?;
+    let r = int80_mmap2(0xffff_f000, 0x2000, libc::MAP_FIXED as u32);
+    let line = r.ok().and_then(sys::map_containing).map(|m| m.line).unwrap_or_else(|| "none".into());
+    diag!("int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) = {}; maps: {line}", sys::show(r));
+    ensure!(r == Err(libc::ENOMEM), "got {} (want -1 ENOMEM)", sys::show(r));
+    Ok(())
+}
+
+fn int80_mremap_cross_4g_enomem() -> Outcome {
+    require_free_window()?;
+    let m = int80_mmap2(LOW_EDGE as u32, PAGE as u32, libc::MAP_FIXED as u32);
+    diag!("int 0x80 mmap2({LOW_EDGE:#x}, 0x1000, MAP_FIXED) = {}", sys::show(m));
+    ensure!(m == Ok(LOW_EDGE), "could not map the page below the edge: {}", sys::show(m));
+    let r = sys::decode_raw(thunks::int80_from_64(nr32::MREMAP, &[LOW_EDGE as u32, PAGE as u32, 0x3000, 0]));
+    let line = sys::map_containing(LOW_EDGE).map(|m| m.line).unwrap_or_else(|| "none".into());
+    diag!("int 0x80 mremap({LOW_EDGE:#x}, 0x1000, 0x3000, 0) = {}; maps: {line}", sys::show(r));
+    ensure!(r == Err(libc::ENOMEM), "got {} (want -1 ENOMEM)", sys::show(r));
+    Ok(())
+}

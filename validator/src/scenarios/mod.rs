@@ -1,0 +1,75 @@
+//! The scenario catalogue, in run order: upstream behaviour first (expected
+//! to pass on both kernels), then what the series adds.
+
+use crate::scenario::Scenario;
+
+pub mod bounds;
+pub mod criu;
+pub mod gate;
+pub mod introspection;
+pub mod memory;
+pub mod series;
+pub mod signals;
+pub mod vdso_upstream;
+
+pub fn all() -> Vec<&'static Scenario> {
+    [
+        gate::SCENARIOS,
+        memory::SCENARIOS,
+        vdso_upstream::SCENARIOS,
+        introspection::SCENARIOS,
+        signals::SCENARIOS,
+        series::SCENARIOS,
+        bounds::SCENARIOS,
+        criu::SCENARIOS,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Scenarios whose id contains one of the comma-separated patterns
+/// (`*` matches anything; an empty pattern selects everything).
+pub fn select(filter: Option<&str>) -> Vec<&'static Scenario> {
+    let all = all();
+    let Some(filter) = filter.filter(|f| !f.is_empty()) else { return all };
+    let pats: Vec<&str> = filter.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    all.into_iter().filter(|s| pats.iter().any(|p| glob_match(p, s.id))).collect()
+}
+
+/// Substring match where `*` inside the pattern matches any run of
+/// characters (the pattern is implicitly surrounded by `*`).
+fn glob_match(pattern: &str, id: &str) -> bool {
+    let mut rest = id;
+    for part in pattern.split('*').filter(|p| !p.is_empty()) {
+        match rest.find(part) {
+            Some(pos) => rest = &rest[pos + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_names_and_unique() {
+        let all = all();
+        let mut seen = std::collections::HashSet::new();
+        for s in &all {
+            assert!(s.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{}", s.id);
+            assert!(seen.insert(s.id), "duplicate id {}", s.id);
+            assert!(!s.description.is_empty() && !s.proves.is_empty());
+        }
+    }
+
+    #[test]
+    fn filter_selects_by_substring_and_glob() {
+        assert_eq!(select(Some("gate_round_trip")).len(), 1);
+        assert!(select(Some("set_compat")).len() >= 4);
+        assert_eq!(select(Some("int80_*_below_4g")).len(), 3);
+        assert_eq!(select(None).len(), all().len());
+    }
+}

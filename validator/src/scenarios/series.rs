@@ -1,0 +1,292 @@
+//! The interface the series adds: ARCH_SET_COMPAT (0x2004), ARCH_SET_NATIVE
+//! (0x2005), ARCH_GET_COMPAT (0x2006) and MAP_ABOVE4G. On vanilla every
+//! scenario here fails at the ARCH_GET_COMPAT probe (EINVAL).
+
+use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::scenarios::introspection::wait_stop;
+use crate::scenarios::vdso_upstream::{check_vdso32_works, free_low_address};
+use crate::sys::{self, Exit, FOUR_GIB, PAGE};
+use crate::thunks;
+use crate::vdso::{self, MappedVdso};
+use crate::{diag, ensure, fail, skip};
+
+const fn series(
+    id: &'static str,
+    description: &'static str,
+    proves: &'static str,
+    run: fn() -> Outcome,
+) -> Scenario {
+    Scenario { id, description, proves, vanilla: Expect::Fail, patched: Expect::Pass, run }
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    series(
+        "get_compat_reads_native",
+        "ARCH_GET_COMPAT is implemented and reads 0 in an ordinary 64-bit process",
+        "The probe userspace (and this validator) uses to detect the series; vanilla answers EINVAL.",
+        get_compat_reads_native,
+    ),
+    series(
+        "set_compat_returns_low_base",
+        "ARCH_SET_COMPAT(0) returns the new [vdso] base, page aligned and below 4 GiB; ARCH_GET_COMPAT reads 1; \
+         CS stays 0x33",
+        "The core contract of the new arch_prctl: one call switches the mm to compat and tells userspace where \
+         the 32-bit vDSO went.",
+        set_compat_returns_low_base,
+    ),
+    series(
+        "compat_vdso32_vsyscall",
+        "After ARCH_SET_COMPAT the [vdso] is an ELFCLASS32 image and its __kernel_vsyscall performs getpid \
+         from 32-bit code",
+        "Fast 32-bit syscalls (sysenter on Intel, syscall on AMD) need the 32-bit landing pad; this proves the \
+         in-place vDSO replacement updated context.vdso.",
+        compat_vdso32_vsyscall,
+    ),
+    series(
+        "vsyscall_gone_after_set_compat",
+        "After ARCH_SET_COMPAT [vsyscall] is no longer listed in /proc/self/maps",
+        "CRIU compares maps of ia32 tasks, which never have [vsyscall]; a switched task must look the same.",
+        vsyscall_gone_after_set_compat,
+    ),
+    series(
+        "compat_mmap_placement",
+        "After ARCH_SET_COMPAT a hint-less 64-bit mmap lands below 4 GiB and one with MAP_ABOVE4G (0x80) above",
+        "Memory that libraries allocate after the switch must be reachable from 32-bit code, while 64-bit \
+         helpers can still opt out.",
+        compat_mmap_placement,
+    ),
+    series(
+        "set_native_restores",
+        "ARCH_SET_NATIVE returns the new base of an ELFCLASS64 vDSO whose clock_gettime works, [vsyscall] is \
+         back, mmap lands above 4 GiB and ARCH_GET_COMPAT reads 0",
+        "The switch is fully reversible, so a process can leave compat mode without execve.",
+        set_native_restores,
+    ),
+    series(
+        "set_compat_ebusy_threads",
+        "ARCH_SET_COMPAT in a process with a second thread fails with EBUSY and changes nothing",
+        "Switching an mm shared with running threads would change their address-space rules under them.",
+        set_compat_ebusy_threads,
+    ),
+    series(
+        "set_compat_einval_bad_addr",
+        "ARCH_SET_COMPAT with an unaligned address or one at or above 4 GiB fails with EINVAL",
+        "The 32-bit vDSO must be reachable from 32-bit code; bad input is refused instead of mapped high.",
+        set_compat_einval_bad_addr,
+    ),
+    series(
+        "set_compat_twice_ealready",
+        "ARCH_SET_COMPAT twice fails with EALREADY, as does ARCH_SET_NATIVE on a native process",
+        "Repeated calls must not remap the vDSO again behind userspace's back.",
+        set_compat_twice_ealready,
+    ),
+    series(
+        "set_compat_ptrace_rejected",
+        "PTRACE_ARCH_PRCTL(ARCH_SET_COMPAT) on a stopped tracee is rejected (EINVAL) and neither mm changes",
+        "do_arch_prctl_64 through ptrace acts on the tracer's mm for vDSO codes; the series must refuse it.",
+        set_compat_ptrace_rejected,
+    ),
+];
+
+/// Fails (the expected result on vanilla) unless ARCH_GET_COMPAT works.
+pub fn require_series() -> Outcome {
+    match sys::get_compat() {
+        Ok(v) => {
+            diag!("ARCH_GET_COMPAT reads {v}: kernel has the series");
+            Ok(())
+        }
+        Err(e) => fail!("ARCH_GET_COMPAT: -1 {}: kernel lacks the compat-switch series", sys::errno_name(e)),
+    }
+}
+
+/// ARCH_SET_COMPAT(addr); on success glibc's cached 64-bit vDSO pointers
+/// dangle, so callers must not use clock functions afterwards.
+pub fn set_compat(addr: u64) -> Result<u64, Failure> {
+    let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, addr);
+    diag!("arch_prctl(ARCH_SET_COMPAT, {addr:#x}) = {}", sys::show(r));
+    r.map_err(|e| Failure::Fail(format!("ARCH_SET_COMPAT failed: {}", sys::errno_name(e))))
+}
+
+fn get_compat_reads_native() -> Outcome {
+    require_series()?;
+    let v = sys::get_compat().unwrap_or(u64::MAX);
+    ensure!(v == 0, "ARCH_GET_COMPAT reads {v} in a native process (want 0)");
+    Ok(())
+}
+
+fn set_compat_returns_low_base() -> Outcome {
+    require_series()?;
+    thunks::low();
+    let before = sys::find_map("[vdso]").map(|m| m.line).unwrap_or_default();
+    diag!("before: {before}");
+    let base = set_compat(0)?;
+    let after = sys::find_map("[vdso]");
+    diag!("after: {}", after.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vdso]"));
+    let compat = sys::get_compat();
+    let cs = thunks::current_cs();
+    diag!("ARCH_GET_COMPAT = {}, cs {cs:#x}", sys::show(compat));
+    let mut c = Checks::default();
+    c.check(base < FOUR_GIB, format!("returned base {base:#x} below 4 GiB"));
+    c.check(base % PAGE == 0, format!("returned base {base:#x} page aligned"));
+    c.check(after.as_ref().map(|m| m.start) == Some(base), "[vdso] starts at the returned base");
+    c.check(compat == Ok(1), format!("ARCH_GET_COMPAT {} (want 1)", sys::show(compat)));
+    c.check(cs == 0x33, format!("cs {cs:#x} untouched (want 0x33)"));
+    c.finish()
+}
+
+fn compat_vdso32_vsyscall() -> Outcome {
+    require_series()?;
+    thunks::low();
+    set_compat(0)?;
+    let mut c = Checks::default();
+    check_vdso32_works(&mut c)?;
+    c.finish()
+}
+
+fn vsyscall_gone_after_set_compat() -> Outcome {
+    require_series()?;
+    let before = sys::find_map("[vsyscall]");
+    diag!("before: {}", before.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall]"));
+    if before.is_none() {
+        skip!("no [vsyscall] before the switch (vsyscall=none or no emulation)");
+    }
+    set_compat(0)?;
+    let after = sys::find_map("[vsyscall]");
+    diag!("after: {}", after.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall]"));
+    ensure!(after.is_none(), "[vsyscall] still listed after ARCH_SET_COMPAT");
+    Ok(())
+}
+
+fn compat_mmap_placement() -> Outcome {
+    require_series()?;
+    set_compat(0)?;
+    let plain = sys::mmap_anon(0, PAGE, 0);
+    let above = sys::mmap_anon(0, PAGE, sys::MAP_ABOVE4G);
+    diag!("mmap(0, 4096) = {}, mmap(0, 4096, MAP_ABOVE4G) = {}", sys::show(plain), sys::show(above));
+    let mut c = Checks::default();
+    c.check(matches!(plain, Ok(a) if a + PAGE <= FOUR_GIB), "hint-less mmap below 4 GiB");
+    c.check(matches!(above, Ok(a) if a >= FOUR_GIB), "MAP_ABOVE4G mmap at or above 4 GiB");
+    c.finish()
+}
+
+fn set_native_restores() -> Outcome {
+    require_series()?;
+    set_compat(0)?;
+    let r = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    diag!("arch_prctl(ARCH_SET_NATIVE, 0) = {}", sys::show(r));
+    let base = r.map_err(|e| Failure::Fail(format!("ARCH_SET_NATIVE failed: {}", sys::errno_name(e))))?;
+    let mut c = Checks::default();
+    let v = MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso] after ARCH_SET_NATIVE".into()))?;
+    diag!("[vdso] {:#x}-{:#x}, header {}", v.base, v.base + v.len, v.header_hex());
+    c.check(v.base == base, format!("[vdso] at {:#x} is the returned base {base:#x}", v.base));
+    let elf = v.elf().map_err(Failure::Fail)?;
+    c.check(elf.class() == vdso::ELFCLASS64, format!("EI_CLASS {} (want 2, ELFCLASS64)", elf.class()));
+    c.check(elf.machine() == vdso::EM_X86_64, format!("e_machine {} (want 62, EM_X86_64)", elf.machine()));
+    if elf.class() == vdso::ELFCLASS64 {
+        match v.symbol("__vdso_clock_gettime") {
+            Ok(f) => {
+                // glibc still points at the old image: call the new one directly.
+                let f: extern "C" fn(libc::clockid_t, *mut libc::timespec) -> i32 = unsafe { std::mem::transmute(f) };
+                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                let mut ks = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                let rv = f(libc::CLOCK_MONOTONIC, &mut ts);
+                unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ks) };
+                diag!("vDSO clock_gettime = {rv}, {}.{:09} s; syscall says {}.{:09} s", ts.tv_sec, ts.tv_nsec, ks.tv_sec, ks.tv_nsec);
+                c.check(rv == 0 && ts.tv_sec > 0 && (ks.tv_sec - ts.tv_sec).abs() <= 2, "vDSO clock_gettime agrees with the syscall");
+            }
+            Err(e) => c.check(false, e),
+        }
+    }
+    let vsys = sys::find_map("[vsyscall]");
+    diag!("{}", vsys.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall]"));
+    c.check(vsys.is_some(), "[vsyscall] listed again");
+    let m = sys::mmap_anon(0, PAGE, 0);
+    diag!("mmap(0, 4096) = {}", sys::show(m));
+    c.check(matches!(m, Ok(a) if a >= FOUR_GIB), "hint-less mmap above 4 GiB again");
+    let g = sys::get_compat();
+    c.check(g == Ok(0), format!("ARCH_GET_COMPAT {} (want 0)", sys::show(g)));
+    c.finish()
+}
+
+fn set_compat_ebusy_threads() -> Outcome {
+    require_series()?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
+    let g = sys::get_compat();
+    diag!("with 2 threads: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}", sys::show(r), sys::show(g));
+    let _ = tx.send(());
+    let _ = t.join();
+    let mut c = Checks::default();
+    c.check(r == Err(libc::EBUSY), format!("ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)));
+    c.check(g == Ok(0), "still native");
+    c.finish()
+}
+
+fn set_compat_einval_bad_addr() -> Outcome {
+    require_series()?;
+    let low = free_low_address(1 << 20)?;
+    let mut c = Checks::default();
+    for addr in [low + 1, low + 0x800, FOUR_GIB, 0x7fff_0000_0000] {
+        let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, addr);
+        diag!("arch_prctl(ARCH_SET_COMPAT, {addr:#x}) = {}", sys::show(r));
+        c.check(r == Err(libc::EINVAL), format!("{addr:#x}: {} (want EINVAL)", sys::show(r)));
+    }
+    let g = sys::get_compat();
+    c.check(g == Ok(0), format!("still native ({})", sys::show(g)));
+    c.finish()
+}
+
+fn set_compat_twice_ealready() -> Outcome {
+    require_series()?;
+    let native_twice = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    set_compat(0)?;
+    let again = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
+    let back = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    diag!(
+        "ARCH_SET_NATIVE while native = {}; ARCH_SET_COMPAT again = {}; ARCH_SET_NATIVE = {}",
+        sys::show(native_twice),
+        sys::show(again),
+        sys::show(back)
+    );
+    let mut c = Checks::default();
+    c.check(native_twice == Err(libc::EALREADY), "ARCH_SET_NATIVE on a native process: EALREADY");
+    c.check(again == Err(libc::EALREADY), "second ARCH_SET_COMPAT: EALREADY");
+    c.check(back.is_ok(), "ARCH_SET_NATIVE after the switch succeeds");
+    c.finish()
+}
+
+const PTRACE_ARCH_PRCTL: libc::c_uint = 30;
+
+fn set_compat_ptrace_rejected() -> Outcome {
+    require_series()?;
+    let child = sys::fork_child(|| {
+        unsafe {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::kill(sys::getpid(), libc::SIGSTOP);
+        }
+        // Exit status tells the tracer whether our mm changed.
+        match sys::get_compat() {
+            Ok(v) => v as i32,
+            Err(_) => 100,
+        }
+    });
+    wait_stop(child)?;
+    let r = unsafe { libc::ptrace(PTRACE_ARCH_PRCTL, child, 0usize, sys::ARCH_SET_COMPAT as usize) };
+    let err = sys::errno();
+    let tracer = sys::get_compat();
+    unsafe { libc::ptrace(libc::PTRACE_CONT, child, 0, 0) };
+    let exit = sys::wait_exit(child, 5000);
+    diag!(
+        "ptrace(PTRACE_ARCH_PRCTL, ARCH_SET_COMPAT) = {}; tracer ARCH_GET_COMPAT = {}; tracee then {exit}",
+        if r < 0 { format!("-1 {}", sys::errno_name(err)) } else { r.to_string() },
+        sys::show(tracer)
+    );
+    let mut c = Checks::default();
+    c.check(r < 0 && err == libc::EINVAL, "PTRACE_ARCH_PRCTL rejected with EINVAL");
+    c.check(tracer == Ok(0), "tracer still native");
+    c.check(exit == Exit::Code(0), "tracee still native (exit status = its ARCH_GET_COMPAT)");
+    c.finish()
+}

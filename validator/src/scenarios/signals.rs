@@ -1,0 +1,89 @@
+//! ia32 signal frames delivered to 32-bit code of a 64-bit process.
+
+use crate::runner;
+use crate::scenario::{Checks, Expect, Outcome, Scenario};
+use crate::sys::{self, nr32, Exit};
+use crate::thunks::{self, Entry};
+use crate::{diag, ensure};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        id: "compat_sigaction_ia32_frame",
+        description: "A handler installed by compat rt_sigaction with SA_RESTORER gets an ia32 frame (cs 0x23, \
+                      eip after the int 0x80) for a signal raised in 32-bit code and returns to it",
+        proves: "Signal delivery to 32-bit code already works when userspace supplies its restorer; the series \
+                 must keep this path.",
+        vanilla: Expect::Pass,
+        patched: Expect::Pass,
+        run: compat_sigaction_ia32_frame,
+    },
+    Scenario {
+        id: "compat_sigaction_no_restorer",
+        description: "A compat handler installed without SA_RESTORER returns correctly while the 64-bit vDSO \
+                      is mapped",
+        proves: "Vanilla returns through context.vdso plus a 32-bit-image offset, i.e. into the 64-bit image, \
+                 and kills the task; the series must not jump into the wrong image.",
+        vanilla: Expect::Fail,
+        patched: Expect::Pass,
+        run: compat_sigaction_no_restorer,
+    },
+];
+
+const SA_RESTORER: u32 = 0x0400_0000;
+
+/// Installs the 32-bit recording handler for SIGUSR1 with compat
+/// rt_sigaction (int 0x80 from 64-bit code, so SA_IA32_ABI is set).
+pub fn install_compat_handler(with_restorer: bool) -> Result<(), i32> {
+    let act = thunks::scratch() as *mut u32;
+    let flags = libc::SA_SIGINFO as u32 | if with_restorer { SA_RESTORER } else { 0 };
+    let restorer = if with_restorer { thunks::entry(Entry::RtRestorer32) } else { 0 };
+    let words = [thunks::entry(Entry::RtHandler32), flags, restorer, 0, 0];
+    for (i, w) in words.iter().enumerate() {
+        unsafe { act.add(i).write_volatile(*w) };
+    }
+    let r = thunks::int80_from_64(nr32::RT_SIGACTION, &[libc::SIGUSR1 as u32, act as u64 as u32, 0, 8]);
+    sys::decode_raw(r).map(|_| ())
+}
+
+/// In a child: install the compat handler, raise SIGUSR1 from 32-bit code
+/// and check what the handler recorded once control is back.
+fn raise_in_32bit(with_restorer: bool) -> Outcome {
+    thunks::low();
+    let child = sys::fork_child(|| {
+        thunks::reset_handler_record();
+        if let Err(e) = install_compat_handler(with_restorer) {
+            diag!("compat rt_sigaction failed: {}", sys::errno_name(e));
+            return 1;
+        }
+        let pid = sys::getpid() as u32;
+        let r = thunks::int80_from_32(nr32::KILL, &[pid, libc::SIGUSR1 as u32]);
+        let [sig, cs, eip, count] = thunks::handler_record();
+        let after = thunks::entry(Entry::Int80After);
+        diag!("back in 32-bit caller: kill = {r}; handler saw sig {sig}, saved cs {:#x}, saved eip {eip:#x} (int 0x80 returns to {after:#x}), ran {count} time(s)", cs & 0xffff);
+        let mut c = Checks::default();
+        c.check(r == 0, format!("kill returned {r}"));
+        c.check(sig == libc::SIGUSR1 as u32, format!("handler signal {sig}"));
+        c.check(cs & 0xffff == 0x23, format!("ia32 frame cs {:#x} (want 0x23)", cs & 0xffff));
+        c.check(eip == after, format!("ia32 frame eip {eip:#x} (want {after:#x})"));
+        c.check(count == 1, format!("handler ran {count} time(s)"));
+        match c.finish() {
+            Ok(()) => 0,
+            Err(_) => 1,
+        }
+    });
+    let exit = sys::wait_exit(child, 10_000);
+    let crash = runner::crash_info().map(|c| format!(": {c}")).unwrap_or_default();
+    diag!("child {exit}{}", if matches!(exit, Exit::Signal(_)) { crash.as_str() } else { "" });
+    ensure!(exit == Exit::Code(0), "handler did not return correctly to the 32-bit caller ({exit})");
+    Ok(())
+}
+
+fn compat_sigaction_ia32_frame() -> Outcome {
+    raise_in_32bit(true)
+}
+
+fn compat_sigaction_no_restorer() -> Outcome {
+    let vdso = sys::find_map("[vdso]").map(|m| m.line).unwrap_or_else(|| "none".into());
+    diag!("vDSO while the signal is delivered: {vdso}");
+    raise_in_32bit(false)
+}
