@@ -176,6 +176,21 @@ pub fn cpu_vendor() -> String {
     String::from_utf8_lossy(&v).into_owned()
 }
 
+/// CPUID leaf 0x40000000 signature ("TCGTCGTCGTCG" under QEMU TCG,
+/// "KVMKVMKVM" under KVM), empty on bare metal.
+pub fn hypervisor_signature() -> String {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 31) == 0 {
+        return String::new();
+    }
+    let r = core::arch::x86_64::__cpuid(0x4000_0000);
+    let mut v = Vec::new();
+    for w in [r.ebx, r.ecx, r.edx] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    String::from_utf8_lossy(&v).trim_end_matches('\0').to_string()
+}
+
 pub fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGSEGV => "SIGSEGV",
