@@ -27,7 +27,8 @@ const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter PAT
   --filter PATTERN  only ids containing PATTERN (comma-separated alternatives, * wildcard)
   --json            print results as JSON instead of KTAP
   --timeout S       per-scenario timeout (default 20)
-  --bench           micro-benchmarks as KTAP diagnostics";
+  --bench           micro-benchmarks as KTAP diagnostics
+As PID 1: kernel command line validator.filter=P, validator.timeout=S, validator.shell (exec /bin/sh), validator.bench";
 
 fn main() {
     if sys::getpid() == 1 {

@@ -42,11 +42,21 @@ pub fn run() -> ! {
         unsafe { libc::execv(sh.as_ptr(), argv.as_ptr()) };
         println!("# validator: exec /bin/sh failed: {}", std::io::Error::last_os_error());
     }
+    if cmdline_option(&cmdline, "bench").is_some() {
+        let code = crate::bench::run();
+        println!("# validator: exit status {code}");
+        end_vm();
+    }
     let timeout = cmdline_option(&cmdline, "timeout").and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_S);
     let filter = cmdline_option(&cmdline, "filter");
     let selected = scenarios::select(filter);
     let code = suite::run(&selected, &Options { timeout: Duration::from_secs(timeout), json: false });
     println!("# validator: exit status {code}");
+    end_vm();
+}
+
+/// sync and reboot(RB_AUTOBOOT): with -no-reboot QEMU exits.
+fn end_vm() -> ! {
     unsafe {
         libc::sync();
         libc::reboot(libc::RB_AUTOBOOT);
