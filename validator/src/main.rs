@@ -40,6 +40,9 @@ fn main() {
     let mut bench = false;
     let mut filter: Option<String> = None;
     let mut timeout = 20u64;
+    if std::env::args().nth(1).as_deref() == Some(scenarios::series::EXEC_PROBE_ARG) {
+        std::process::exit(scenarios::series::exec_probe());
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {

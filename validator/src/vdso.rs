@@ -184,10 +184,9 @@ impl MappedVdso {
 pub fn unmap_all() -> Vec<String> {
     let mut removed = Vec::new();
     for m in sys::self_maps() {
-        if m.name == "[vdso]" || m.name.starts_with("[vvar") {
-            if sys::munmap(m.start, m.end - m.start).is_ok() {
-                removed.push(format!("{} {:#x}-{:#x}", m.name, m.start, m.end));
-            }
+        let special = m.name == "[vdso]" || m.name.starts_with("[vvar");
+        if special && sys::munmap(m.start, m.end - m.start).is_ok() {
+            removed.push(format!("{} {:#x}-{:#x}", m.name, m.start, m.end));
         }
     }
     removed

@@ -56,6 +56,34 @@ pub const SCENARIOS: &[Scenario] = &[
         compat_mmap_placement,
     ),
     series(
+        "set_compat_at_address",
+        "ARCH_SET_COMPAT(addr) with a free page-aligned address below 4 GiB maps the 32-bit image there",
+        "CRIU restores the vDSO at the address the dumped task had; the kernel must honour an explicit address.",
+        set_compat_at_address,
+    ),
+    series(
+        "compat_signal_vdso_restorer",
+        "After ARCH_SET_COMPAT a compat handler without SA_RESTORER returns through the 32-bit vDSO's \
+         __kernel_rt_sigreturn",
+        "Proves vdso_image (not only context.vdso) was switched: the kernel computes the default restorer \
+         from it.",
+        compat_signal_vdso_restorer,
+    ),
+    series(
+        "fork_inherits_compat",
+        "A child forked after ARCH_SET_COMPAT reads ARCH_GET_COMPAT 1 and has the ELFCLASS32 vDSO",
+        "fork copies the vDSO mappings, so the compat state must follow them or the child would run with a \
+         32-bit image but 64-bit rules.",
+        fork_inherits_compat,
+    ),
+    series(
+        "execve_resets_compat",
+        "execve of a 64-bit program after ARCH_SET_COMPAT starts native: ARCH_GET_COMPAT 0, ELFCLASS64 vDSO, \
+         [vsyscall], mmap above 4 GiB",
+        "The switch must not leak into the next program; exec is the usual way back for a launcher.",
+        execve_resets_compat,
+    ),
+    series(
         "set_native_restores",
         "ARCH_SET_NATIVE returns the new base of an ELFCLASS64 vDSO whose clock_gettime works, [vsyscall] is \
          back, mmap lands above 4 GiB and ARCH_GET_COMPAT reads 0",
@@ -64,7 +92,8 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
     series(
         "set_compat_ebusy_threads",
-        "ARCH_SET_COMPAT in a process with a second thread fails with EBUSY and changes nothing",
+        "ARCH_SET_COMPAT fails with EBUSY and changes nothing while a second thread or a CLONE_VM child \
+         shares the mm",
         "Switching an mm shared with running threads would change their address-space rules under them.",
         set_compat_ebusy_threads,
     ),
@@ -131,6 +160,12 @@ fn set_compat_returns_low_base() -> Outcome {
     c.check(after.as_ref().map(|m| m.start) == Some(base), "[vdso] starts at the returned base");
     c.check(compat == Ok(1), format!("ARCH_GET_COMPAT {} (want 1)", sys::show(compat)));
     c.check(cs == 0x33, format!("cs {cs:#x} untouched (want 0x33)"));
+    let high: Vec<String> = sys::self_maps()
+        .into_iter()
+        .filter(|m| (m.name == "[vdso]" || m.name.starts_with("[vvar")) && m.end > FOUR_GIB)
+        .map(|m| m.line)
+        .collect();
+    c.check(high.is_empty(), format!("no [vdso]/[vvar] left above 4 GiB: {}", high.join(" | ")));
     c.finish()
 }
 
@@ -167,6 +202,92 @@ fn compat_mmap_placement() -> Outcome {
     c.check(matches!(plain, Ok(a) if a + PAGE <= FOUR_GIB), "hint-less mmap below 4 GiB");
     c.check(matches!(above, Ok(a) if a >= FOUR_GIB), "MAP_ABOVE4G mmap at or above 4 GiB");
     c.finish()
+}
+
+fn set_compat_at_address() -> Outcome {
+    require_series()?;
+    let addr = free_low_address(1 << 20)?;
+    let base = set_compat(addr)?;
+    let image: Vec<sys::MapLine> =
+        sys::self_maps().into_iter().filter(|m| m.name == "[vdso]" || m.name.starts_with("[vvar")).collect();
+    for m in &image {
+        diag!("{}", m.line);
+    }
+    let lowest = image.iter().map(|m| m.start).min().unwrap_or(0);
+    let mut c = Checks::default();
+    c.check(lowest == addr, format!("image starts at {lowest:#x} (want {addr:#x})"));
+    c.check(base >= addr && base < addr + (1 << 20), format!("returned base {base:#x} inside the image"));
+    c.finish()
+}
+
+fn compat_signal_vdso_restorer() -> Outcome {
+    require_series()?;
+    thunks::low();
+    set_compat(0)?;
+    let v = MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso]".into()))?;
+    match v.symbol("__kernel_rt_sigreturn") {
+        Ok(a) => diag!("__kernel_rt_sigreturn of the new image at {a:#x}"),
+        Err(e) => diag!("{e}"),
+    }
+    crate::scenarios::signals::raise_in_32bit(false)
+}
+
+fn fork_inherits_compat() -> Outcome {
+    require_series()?;
+    set_compat(0)?;
+    let child = sys::fork_child(|| {
+        let g = sys::get_compat();
+        let class = MappedVdso::find().and_then(|v| v.elf().ok().map(|e| e.class()));
+        diag!("child: ARCH_GET_COMPAT = {}, [vdso] EI_CLASS {class:?}", sys::show(g));
+        i32::from(!(g == Ok(1) && class == Some(vdso::ELFCLASS32)))
+    });
+    let exit = sys::wait_exit(child, 5000);
+    diag!("child {exit}");
+    ensure!(exit == Exit::Code(0), "forked child does not inherit the compat state ({exit})");
+    Ok(())
+}
+
+/// Argument that makes the validator run [`exec_probe`] instead of the suite.
+pub const EXEC_PROBE_ARG: &str = "--internal-exec-probe";
+
+/// Run after execve: reports the new program's state as exit-status bits
+/// (1 ARCH_GET_COMPAT reads 0, 2 ELFCLASS64 vDSO, 4 [vsyscall] listed,
+/// 8 hint-less mmap above 4 GiB).
+pub fn exec_probe() -> i32 {
+    let mut bits = 0;
+    if sys::get_compat() == Ok(0) {
+        bits |= 1;
+    }
+    if MappedVdso::find().and_then(|v| v.elf().ok().map(|e| e.class())) == Some(vdso::ELFCLASS64) {
+        bits |= 2;
+    }
+    if sys::find_map("[vsyscall]").is_some() {
+        bits |= 4;
+    }
+    if matches!(sys::mmap_anon(0, PAGE, 0), Ok(a) if a >= FOUR_GIB) {
+        bits |= 8;
+    }
+    bits
+}
+
+fn execve_resets_compat() -> Outcome {
+    require_series()?;
+    let child = sys::fork_child(|| {
+        if set_compat(0).is_err() {
+            return 100;
+        }
+        let exe = std::ffi::CString::new("/proc/self/exe").unwrap();
+        let arg0 = std::ffi::CString::new("validator").unwrap();
+        let arg1 = std::ffi::CString::new(EXEC_PROBE_ARG).unwrap();
+        let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+        unsafe { libc::execv(exe.as_ptr(), argv.as_ptr()) };
+        diag!("execv /proc/self/exe failed: {}", sys::errno_name(sys::errno()));
+        101
+    });
+    let exit = sys::wait_exit(child, 10_000);
+    diag!("exec'd program {exit} (bits: 1 native, 2 ELFCLASS64 vDSO, 4 [vsyscall], 8 mmap above 4 GiB; want 0xf)");
+    ensure!(exit == Exit::Code(0xf), "state after execve: {exit}");
+    Ok(())
 }
 
 fn set_native_restores() -> Outcome {
@@ -220,9 +341,49 @@ fn set_compat_ebusy_threads() -> Outcome {
     let _ = tx.send(());
     let _ = t.join();
     let mut c = Checks::default();
-    c.check(r == Err(libc::EBUSY), format!("ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)));
+    c.check(r == Err(libc::EBUSY), format!("thread: ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)));
+    c.check(g == Ok(0), "still native");
+    let (r, g) = with_clone_vm_child(|| (sys::arch_prctl(sys::ARCH_SET_COMPAT, 0), sys::get_compat()))?;
+    diag!("with a CLONE_VM child: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}", sys::show(r), sys::show(g));
+    c.check(r == Err(libc::EBUSY), format!("CLONE_VM child: ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)));
     c.check(g == Ok(0), "still native");
     c.finish()
+}
+
+/// Runs `f` while a CLONE_VM child (sharing our mm, not a thread) blocks
+/// on a pipe; the child exits once `f` returns.
+fn with_clone_vm_child<T>(f: impl FnOnce() -> T) -> Result<T, Failure> {
+    extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+        let fd = arg as usize as i32;
+        let mut b = 0u8;
+        unsafe {
+            libc::syscall(libc::SYS_read, fd, &mut b as *mut u8, 1);
+            libc::syscall(libc::SYS_exit, 0);
+        }
+        0
+    }
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(Failure::Fail("pipe failed".into()));
+    }
+    let stack = sys::mmap_anon(0, 64 * 1024, 0).map_err(|e| Failure::Fail(sys::errno_name(e)))?;
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            (stack + 64 * 1024 - 64) as *mut libc::c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            fds[0] as usize as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        return Err(Failure::Fail(format!("clone(CLONE_VM) failed: {}", sys::errno_name(sys::errno()))));
+    }
+    let out = f();
+    unsafe {
+        libc::write(fds[1], b"x".as_ptr().cast(), 1);
+    }
+    sys::wait_exit(pid, 5000);
+    Ok(out)
 }
 
 fn set_compat_einval_bad_addr() -> Outcome {

@@ -47,7 +47,7 @@ pub fn install_compat_handler(with_restorer: bool) -> Result<(), i32> {
 
 /// In a child: install the compat handler, raise SIGUSR1 from 32-bit code
 /// and check what the handler recorded once control is back.
-fn raise_in_32bit(with_restorer: bool) -> Outcome {
+pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
     thunks::low();
     let child = sys::fork_child(|| {
         thunks::reset_handler_record();
