@@ -35,7 +35,8 @@ pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
     let kernel = if patched { "patched" } else { "vanilla" };
     let ktap = (!opts.json).then(|| Ktap::start(selected.len()));
     let header = format!(
-        "validator: kernel {} detected as {kernel} (ARCH_GET_COMPAT = {}), CPU {}, timeout {} s per scenario",
+        "validator {}: kernel {} detected as {kernel} (ARCH_GET_COMPAT = {}), CPU {}, timeout {} s per scenario",
+        env!("CARGO_PKG_VERSION"),
         kernel_release(),
         sys::show(probe),
         sys::cpu_vendor(),
@@ -68,9 +69,9 @@ pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
         .map(|r| format!("{} (observed {}, declared {})", r.scenario.id, r.observed.word(), r.scenario.expected(patched).word()))
         .collect();
     let summary = if mismatched.is_empty() {
-        format!("validator: all {} results match the declared {kernel} expectations", results.len())
+        format!("validator {}: all {} results match the declared {kernel} expectations", env!("CARGO_PKG_VERSION"), results.len())
     } else {
-        format!("validator: {} result(s) differ from the declared {kernel} expectations: {}", mismatched.len(), mismatched.join(", "))
+        format!("validator {}: {} result(s) differ from the declared {kernel} expectations: {}", env!("CARGO_PKG_VERSION"), mismatched.len(), mismatched.join(", "))
     };
     match &ktap {
         Some(k) => {

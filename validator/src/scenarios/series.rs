@@ -451,3 +451,18 @@ fn set_compat_ptrace_rejected() -> Outcome {
     c.check(exit == Exit::Code(0), "tracee still native (exit status = its ARCH_GET_COMPAT)");
     c.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_vm_child_runs_alongside_and_exits() {
+        // In a forked child: the test harness itself is multi-threaded.
+        let pid = sys::fork_child(|| match with_clone_vm_child(|| 42) {
+            Ok(42) => 0,
+            _ => 1,
+        });
+        assert_eq!(sys::wait_exit(pid, 5000), Exit::Code(0));
+    }
+}
