@@ -146,7 +146,8 @@ vb_p32_sysenter:
 
     /* ia32 rt signal handler(sig, info, uc): records the signal, the saved
      * CS and EIP of the ia32 ucontext (uc_mcontext at 20, ip at +56, cs at
-     * +60) and counts invocations in vb_data. */
+     * +60), counts invocations and keeps its return address (the restorer)
+     * in vb_data. */
 vb_p32_rt_handler:
     call 1f
 1:  pop %ecx
@@ -159,6 +160,8 @@ vb_p32_rt_handler:
     mov 76(%edx), %eax
     mov %eax, 8(%ecx)
     incl 12(%ecx)
+    mov (%esp), %eax            /* the restorer the kernel chose */
+    mov %eax, 16(%ecx)
     ret
 
 vb_p32_rt_restorer:
@@ -373,20 +376,36 @@ pub fn stack_top() -> u32 {
     (low().stack + STACK_LEN as u64 - 64) as u32
 }
 
+/// Makes the 32-bit stack executable, as the stack of a legacy ia32
+/// program: the kernel's last-resort signal restorer is code it writes into
+/// the signal frame.
+pub fn make_stack_executable() -> Result<(), i32> {
+    let l = low();
+    let r = unsafe {
+        libc::mprotect(l.stack as *mut libc::c_void, STACK_LEN, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(crate::sys::errno())
+    }
+}
+
 /// Scratch memory below 4 GiB for compat syscall arguments.
 pub fn scratch() -> *mut u8 {
     (low().code + SCRATCH_OFFSET as u64) as *mut u8
 }
 
-/// The words the 32-bit signal handler records: [sig, saved cs, saved eip, count].
-pub fn handler_record() -> [u32; 4] {
+/// The words the 32-bit signal handler records:
+/// [sig, saved cs, saved eip, count, restorer].
+pub fn handler_record() -> [u32; 5] {
     let p = entry(Entry::Data) as u64 as *const u32;
-    unsafe { [0, 1, 2, 3].map(|i| std::ptr::read_volatile(p.add(i))) }
+    unsafe { [0, 1, 2, 3, 4].map(|i| std::ptr::read_volatile(p.add(i))) }
 }
 
 pub fn reset_handler_record() {
     let p = entry(Entry::Data) as u64 as *mut u32;
-    for i in 0..4 {
+    for i in 0..5 {
         unsafe { std::ptr::write_volatile(p.add(i), 0) };
     }
 }

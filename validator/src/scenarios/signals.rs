@@ -49,6 +49,14 @@ pub fn install_compat_handler(with_restorer: bool) -> Result<(), i32> {
 /// and check what the handler recorded once control is back.
 pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
     thunks::low();
+    if !with_restorer {
+        // Without SA_RESTORER and without a 32-bit vDSO the only correct
+        // return path is the retcode the kernel writes into the frame, as
+        // for an ia32 process booted with vdso32=0: it needs an executable
+        // stack, like legacy ia32 programs have.
+        let r = thunks::make_stack_executable();
+        diag!("32-bit stack made executable: {}", sys::show(r.map(|_| 0)));
+    }
     let child = sys::fork_child(|| {
         thunks::reset_handler_record();
         if let Err(e) = install_compat_handler(with_restorer) {
@@ -57,8 +65,10 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
         }
         let pid = sys::getpid() as u32;
         let r = thunks::int80_from_32(nr32::KILL, &[pid, libc::SIGUSR1 as u32]);
-        let [sig, cs, eip, count] = thunks::handler_record();
+        let [sig, cs, eip, count, restorer] = thunks::handler_record();
         let after = thunks::entry(Entry::Int80After);
+        let place = sys::map_containing(restorer as u64).map(|m| m.line).unwrap_or_else(|| "unmapped".into());
+        diag!("the handler returned to {restorer:#x}: {place}");
         diag!("back in 32-bit caller: kill = {r}; handler saw sig {sig}, saved cs {:#x}, saved eip {eip:#x} (int 0x80 returns to {after:#x}), ran {count} time(s)", cs & 0xffff);
         let mut c = Checks::default();
         c.check(r == 0, format!("kill returned {r}"));
@@ -72,8 +82,20 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
         }
     });
     let exit = sys::wait_exit(child, 10_000);
-    let crash = runner::crash_info().map(|c| format!(": {c}")).unwrap_or_default();
-    diag!("child {exit}{}", if matches!(exit, Exit::Signal(_)) { crash.as_str() } else { "" });
+    let crash = runner::crash_info();
+    let crash_text = crash.map(|c| format!(": {c}")).unwrap_or_default();
+    diag!("child {exit}{}", if matches!(exit, Exit::Signal(_)) { crash_text.as_str() } else { "" });
+    if let (Exit::Signal(_), Some(c), Some(v)) = (exit, crash, sys::find_map("[vdso]")) {
+        // vanilla: context.vdso + an offset of the 32-bit image, cut to 32 bits
+        let low_base = v.start & 0xffff_ffff;
+        if c.rip >= low_base && c.rip < low_base + (v.end - v.start) {
+            diag!(
+                "the fault address is the 64-bit [vdso] base {:#x} + {:#x}, truncated to 32 bits",
+                v.start,
+                c.rip - low_base
+            );
+        }
+    }
     ensure!(exit == Exit::Code(0), "handler did not return correctly to the 32-bit caller ({exit})");
     Ok(())
 }
