@@ -27,7 +27,8 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         id: "int80_mremap_cross_4g_enomem",
-        description: "int 0x80 mremap growing a page at 0xffffe000 to 0x3000 bytes in place fails with ENOMEM",
+        description: "int 0x80 mremap growing a page at 0xffffc000 in place to 0x5000 bytes (across 4 GiB) fails \
+                      with ENOMEM",
         proves: "In-place growth is the other way a compat VMA could cross 4 GiB; the bound must cover mremap too.",
         vanilla: Expect::Fail,
         patched: Expect::Pass,
@@ -35,14 +36,16 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-const LOW_EDGE: u64 = 0xffff_e000;
+/// A page that is valid for ia32 tasks: their TASK_SIZE is 0xffffe000.
+const LOW_EDGE: u64 = 0xffff_c000;
+const GROWN: u32 = 0x5000;
 
 /// The window around 4 GiB the scenarios use must be free.
 fn require_free_window() -> Outcome {
-    if !sys::range_is_free(LOW_EDGE, FOUR_GIB + 0x4000) {
+    if !sys::range_is_free(LOW_EDGE, FOUR_GIB + 0x8000) {
         let busy: Vec<String> = sys::self_maps()
             .into_iter()
-            .filter(|m| m.end > LOW_EDGE && m.start < FOUR_GIB + 0x4000)
+            .filter(|m| m.end > LOW_EDGE && m.start < FOUR_GIB + 0x8000)
             .map(|m| m.line)
             .collect();
         skip!("address window around 4 GiB is in use: {}", busy.join(" | "));
@@ -75,9 +78,9 @@ fn int80_mremap_cross_4g_enomem() -> Outcome {
     let m = int80_mmap2(LOW_EDGE as u32, PAGE as u32, libc::MAP_FIXED as u32);
     diag!("int 0x80 mmap2({LOW_EDGE:#x}, 0x1000, MAP_FIXED) = {}", sys::show(m));
     ensure!(m == Ok(LOW_EDGE), "could not map the page below the edge: {}", sys::show(m));
-    let r = sys::decode_raw(thunks::int80_from_64(nr32::MREMAP, &[LOW_EDGE as u32, PAGE as u32, 0x3000, 0]));
+    let r = sys::decode_raw(thunks::int80_from_64(nr32::MREMAP, &[LOW_EDGE as u32, PAGE as u32, GROWN, 0]));
     let line = sys::map_containing(LOW_EDGE).map(|m| m.line).unwrap_or_else(|| "none".into());
-    diag!("int 0x80 mremap({LOW_EDGE:#x}, 0x1000, 0x3000, 0) = {}; maps: {line}", sys::show(r));
+    diag!("int 0x80 mremap({LOW_EDGE:#x}, 0x1000, {GROWN:#x}, 0) = {}; maps: {line}", sys::show(r));
     ensure!(r == Err(libc::ENOMEM), "got {} (want -1 ENOMEM)", sys::show(r));
     Ok(())
 }
