@@ -1,9 +1,11 @@
 //! Micro-benchmarks printed as KTAP diagnostics:
 //! `# bench <name> median_ns=<n> p10_ns=<n> p90_ns=<n> iters=<n>`.
 //!
-//! Time is read with the clock_gettime *syscall*, not the vDSO: some
-//! benchmarks run in children whose 64-bit vDSO is gone. Each sample is one
-//! batch of iterations, so the clock's own cost is amortised. The 32-bit
+//! Time is read with rdtsc, converted to ns by a calibration against the
+//! clock_gettime *syscall* (not the vDSO: some benchmarks run in children
+//! whose 64-bit vDSO is gone; and the test VM's clocksource is jiffies, far
+//! too coarse to time a batch directly). Each sample is one batch of
+//! iterations. The 32-bit
 //! getpid figures include one 64 -> 32 -> 64 round trip each (subtract
 //! `round_trip_64_32_64` for the syscall alone).
 
@@ -16,11 +18,28 @@ use std::io::Write;
 const SAMPLES: usize = 31;
 const BATCH: u64 = 200;
 
-fn now_ns() -> u64 {
+fn clock_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+fn tsc() -> u64 {
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Nanoseconds per TSC tick, measured over at least 200 ms of the clock.
+fn calibrate() -> f64 {
+    let (c0, t0) = (clock_ns(), tsc());
+    let mut c1 = c0;
+    while c1 - c0 < 200_000_000 {
+        c1 = clock_ns();
+    }
+    let t1 = tsc();
+    (c1 - c0) as f64 / (t1 - t0).max(1) as f64
+}
+
+static NS_PER_TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
 
 fn emit(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -34,13 +53,14 @@ fn measure(name: &str, batch: u64, mut f: impl FnMut()) {
     for _ in 0..batch {
         f(); // warm up caches and page tables
     }
+    let ns_per_tick = *NS_PER_TICK.get_or_init(calibrate);
     let mut per_iter: Vec<u64> = (0..SAMPLES)
         .map(|_| {
-            let t0 = now_ns();
+            let t0 = tsc();
             for _ in 0..batch {
                 f();
             }
-            (now_ns() - t0) / batch
+            ((tsc() - t0) as f64 * ns_per_tick / batch as f64) as u64
         })
         .collect();
     per_iter.sort_unstable();
@@ -98,7 +118,13 @@ fn set_compat_native_pair() -> Result<(), String> {
 pub fn run() -> i32 {
     emit("KTAP version 1");
     emit("1..0");
-    emit(&format!("# bench: kernel {}, CPU {}", crate::suite::kernel_release(), sys::cpu_vendor()));
+    let ns_per_tick = *NS_PER_TICK.get_or_init(calibrate);
+    emit(&format!(
+        "# bench: kernel {}, CPU {}, {:.3} ns per TSC tick",
+        crate::suite::kernel_release(),
+        sys::cpu_vendor(),
+        ns_per_tick
+    ));
     let ret = thunks::entry(Entry::Int80After); // a bare `ret` in 32-bit code
     measure("round_trip_64_32_64", BATCH, || {
         thunks::call32_with(ret, Regs32::default(), false);
