@@ -19,7 +19,10 @@ const SAMPLES: usize = 31;
 const BATCH: u64 = 200;
 
 fn clock_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -93,7 +96,8 @@ fn vsyscall32_getpid() -> Result<(), String> {
     thunks::low();
     vdso::unmap_all();
     let hint = free_low_address(1 << 20).map_err(|_| "no low address".to_string())?;
-    sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint).map_err(|e| format!("ARCH_MAP_VDSO_32: {}", sys::errno_name(e)))?;
+    sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint)
+        .map_err(|e| format!("ARCH_MAP_VDSO_32: {}", sys::errno_name(e)))?;
     let v = MappedVdso::find().ok_or("no [vdso] after ARCH_MAP_VDSO_32")?;
     let vsyscall = v.symbol("__kernel_vsyscall")? as u32;
     measure("getpid_kernel_vsyscall_32", BATCH, || {
@@ -103,13 +107,22 @@ fn vsyscall32_getpid() -> Result<(), String> {
 }
 
 fn set_compat_native_pair() -> Result<(), String> {
-    sys::get_compat().map_err(|e| format!("kernel lacks the series (ARCH_GET_COMPAT: {})", sys::errno_name(e)))?;
+    sys::get_compat().map_err(|e| {
+        format!(
+            "kernel lacks the series (ARCH_GET_COMPAT: {})",
+            sys::errno_name(e)
+        )
+    })?;
     let mut failure = None;
     measure("arch_set_compat_native_pair", 20, || {
         let a = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
         let b = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
         if failure.is_none() && (a.is_err() || b.is_err()) {
-            failure = Some(format!("ARCH_SET_COMPAT {} / ARCH_SET_NATIVE {}", sys::show(a), sys::show(b)));
+            failure = Some(format!(
+                "ARCH_SET_COMPAT {} / ARCH_SET_NATIVE {}",
+                sys::show(a),
+                sys::show(b)
+            ));
         }
     });
     failure.map_or(Ok(()), Err)

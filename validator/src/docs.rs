@@ -19,7 +19,10 @@ pub fn list_json(scenarios: &[&'static Scenario]) -> String {
                 "patched": expect_json(s.patched),
                 "proves": s.proves,
             });
-            for (key, e) in [("vanilla_skip_reason", s.vanilla), ("patched_skip_reason", s.patched)] {
+            for (key, e) in [
+                ("vanilla_skip_reason", s.vanilla),
+                ("patched_skip_reason", s.patched),
+            ] {
                 if let Expect::Skip(reason) = e {
                     v[key] = json!(reason);
                 }
@@ -33,7 +36,13 @@ pub fn list_json(scenarios: &[&'static Scenario]) -> String {
 pub fn list_text(scenarios: &[&'static Scenario]) -> String {
     let mut out = String::new();
     for s in scenarios {
-        out.push_str(&format!("{:<36} vanilla:{:<5} patched:{:<5} {}\n", s.id, s.vanilla.word(), s.patched.word(), s.description));
+        out.push_str(&format!(
+            "{:<36} vanilla:{:<5} patched:{:<5} {}\n",
+            s.id,
+            s.vanilla.word(),
+            s.patched.word(),
+            s.description
+        ));
     }
     out
 }
@@ -98,7 +107,8 @@ mod tests {
 
     #[test]
     fn list_json_has_contract_fields() {
-        let v: serde_json::Value = serde_json::from_str(&list_json(&crate::scenarios::all())).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&list_json(&crate::scenarios::all())).unwrap();
         for item in v.as_array().unwrap() {
             for key in ["id", "description", "vanilla", "patched", "proves"] {
                 assert!(item[key].is_string(), "{key} missing in {item}");

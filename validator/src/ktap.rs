@@ -21,7 +21,12 @@ impl Ktap {
     pub fn start(count: usize) -> Ktap {
         emit("KTAP version 1");
         emit(&format!("1..{count}"));
-        Ktap { index: 0, pass: 0, fail: 0, skip: 0 }
+        Ktap {
+            index: 0,
+            pass: 0,
+            fail: 0,
+            skip: 0,
+        }
     }
 
     /// Any `# ...` line outside a scenario.

@@ -80,6 +80,12 @@ fn main() {
     if bench {
         std::process::exit(bench::run());
     }
-    let code = suite::run(&selected, &suite::Options { timeout: Duration::from_secs(timeout), json });
+    let code = suite::run(
+        &selected,
+        &suite::Options {
+            timeout: Duration::from_secs(timeout),
+            json,
+        },
+    );
     std::process::exit(code);
 }

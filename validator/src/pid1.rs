@@ -11,10 +11,17 @@ const DEFAULT_TIMEOUT_S: u64 = 20;
 
 fn mount(source: &str, target: &str, fstype: &str) {
     let _ = std::fs::create_dir_all(target);
-    let (s, t, f) = (CString::new(source).unwrap(), CString::new(target).unwrap(), CString::new(fstype).unwrap());
+    let (s, t, f) = (
+        CString::new(source).unwrap(),
+        CString::new(target).unwrap(),
+        CString::new(fstype).unwrap(),
+    );
     let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
     if r != 0 && crate::sys::errno() != libc::EBUSY {
-        println!("# validator mount {fstype} on {target} failed: {}", std::io::Error::last_os_error());
+        println!(
+            "# validator mount {fstype} on {target} failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -25,7 +32,8 @@ pub fn cmdline_option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         if word == full {
             Some("")
         } else {
-            word.strip_prefix(&full).and_then(|rest| rest.strip_prefix('='))
+            word.strip_prefix(&full)
+                .and_then(|rest| rest.strip_prefix('='))
         }
     })
 }
@@ -40,17 +48,28 @@ pub fn run() -> ! {
         let sh = CString::new("/bin/sh").unwrap();
         let argv = [sh.as_ptr(), std::ptr::null()];
         unsafe { libc::execv(sh.as_ptr(), argv.as_ptr()) };
-        println!("# validator exec /bin/sh failed: {}", std::io::Error::last_os_error());
+        println!(
+            "# validator exec /bin/sh failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
     if cmdline_option(&cmdline, "bench").is_some() {
         let code = crate::bench::run();
         println!("# validator exit status {code}");
         end_vm();
     }
-    let timeout = cmdline_option(&cmdline, "timeout").and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_S);
+    let timeout = cmdline_option(&cmdline, "timeout")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_S);
     let filter = cmdline_option(&cmdline, "filter");
     let selected = scenarios::select(filter);
-    let code = suite::run(&selected, &Options { timeout: Duration::from_secs(timeout), json: false });
+    let code = suite::run(
+        &selected,
+        &Options {
+            timeout: Duration::from_secs(timeout),
+            json: false,
+        },
+    );
     println!("# validator exit status {code}");
     end_vm();
 }

@@ -162,11 +162,17 @@ fn install_crash_handlers() {
             -1,
             0,
         );
-        let ss = libc::stack_t { ss_sp: stack, ss_flags: 0, ss_size: stack_len };
+        let ss = libc::stack_t {
+            ss_sp: stack,
+            ss_flags: 0,
+            ss_size: stack_len,
+        };
         libc::sigaltstack(&ss, std::ptr::null_mut());
         for sig in [libc::SIGSEGV, libc::SIGILL, libc::SIGBUS, libc::SIGFPE] {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = crash_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+            sa.sa_sigaction = crash_handler
+                as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void)
+                as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESETHAND;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
@@ -175,7 +181,11 @@ fn install_crash_handlers() {
 
 /// Runs one scenario in a forked child. `on_diag` sees each diagnostic line
 /// as it arrives (so a console shows progress before a hang).
-pub fn run_one(s: &'static Scenario, timeout: Duration, on_diag: &mut dyn FnMut(&str)) -> ScenarioResult {
+pub fn run_one(
+    s: &'static Scenario,
+    timeout: Duration,
+    on_diag: &mut dyn FnMut(&str),
+) -> ScenarioResult {
     clear_crash_info();
     let mut fds = [0; 2];
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
@@ -224,7 +234,11 @@ pub fn run_one(s: &'static Scenario, timeout: Duration, on_diag: &mut dyn FnMut(
             timed_out = true;
             break;
         }
-        let mut pfd = libc::pollfd { fd: rd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: rd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
         if n < 0 && sys::errno() == libc::EINTR {
             continue;
@@ -264,7 +278,9 @@ pub fn run_one(s: &'static Scenario, timeout: Duration, on_diag: &mut dyn FnMut(
 
     let observed = match exit {
         sys::Exit::Code(EXIT_PASS) => Observed::Pass,
-        sys::Exit::Code(EXIT_SKIP) => Observed::Skip(skip_reason.unwrap_or_else(|| "no reason given".into())),
+        sys::Exit::Code(EXIT_SKIP) => {
+            Observed::Skip(skip_reason.unwrap_or_else(|| "no reason given".into()))
+        }
         sys::Exit::Code(c) => {
             if c != EXIT_FAIL {
                 handle_line(&format!("child exited with status {c}"), &mut diagnostics);
@@ -280,15 +296,114 @@ pub fn run_one(s: &'static Scenario, timeout: Duration, on_diag: &mut dyn FnMut(
             Observed::Fail
         }
         sys::Exit::TimedOut => {
-            handle_line(&format!("timed out after {} s", timeout.as_secs()), &mut diagnostics);
+            handle_line(
+                &format!("timed out after {} s", timeout.as_secs()),
+                &mut diagnostics,
+            );
             Observed::Fail
         }
     };
-    ScenarioResult { scenario: s, observed, diagnostics }
+    ScenarioResult {
+        scenario: s,
+        observed,
+        diagnostics,
+    }
 }
 
 /// Reaps children reparented to us (matters when running as PID 1).
 pub fn reap_orphans() {
     let mut status = 0;
     while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Expect, Outcome};
+
+    fn scenario(id: &'static str, run: fn() -> Outcome) -> &'static Scenario {
+        Box::leak(Box::new(Scenario {
+            id,
+            description: "test",
+            proves: "test",
+            vanilla: Expect::Pass,
+            patched: Expect::Pass,
+            run,
+        }))
+    }
+
+    /// The crash page is per process: tests of this module take turns.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn run(id: &'static str, f: fn() -> Outcome, timeout_s: u64) -> ScenarioResult {
+        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        run_one(scenario(id, f), Duration::from_secs(timeout_s), &mut |_| {})
+    }
+
+    #[test]
+    fn segfault_is_that_scenarios_failure_with_the_address() {
+        let r = run(
+            "segv",
+            || {
+                unsafe { std::ptr::read_volatile(0x10 as *const u8) };
+                Ok(())
+            },
+            10,
+        );
+        assert_eq!(r.observed, Observed::Fail);
+        let last = r.diagnostics.last().unwrap();
+        assert!(last.contains("SIGSEGV at address 0x10"), "{last}");
+    }
+
+    #[test]
+    fn illegal_instruction_is_reported_as_sigill() {
+        let r = run(
+            "ill",
+            || {
+                unsafe { core::arch::asm!("ud2") };
+                Ok(())
+            },
+            10,
+        );
+        assert_eq!(r.observed, Observed::Fail);
+        assert!(
+            r.diagnostics.last().unwrap().contains("SIGILL"),
+            "{:?}",
+            r.diagnostics
+        );
+    }
+
+    #[test]
+    fn hang_times_out() {
+        let r = run(
+            "hang",
+            || loop {
+                sys::sleep_ms(100);
+            },
+            1,
+        );
+        assert_eq!(r.observed, Observed::Fail);
+        assert!(r
+            .diagnostics
+            .last()
+            .unwrap()
+            .contains("timed out after 1 s"));
+    }
+
+    #[test]
+    fn diagnostics_skip_and_failure_reach_the_parent() {
+        let r = run(
+            "skip",
+            || {
+                crate::diag!("value {:#x}", 0x1234);
+                crate::skip!("because")
+            },
+            10,
+        );
+        assert_eq!(r.observed, Observed::Skip("because".into()));
+        assert_eq!(r.diagnostics, vec!["value 0x1234".to_string()]);
+        let r = run("fail", || crate::fail!("observed {}", 7), 10);
+        assert_eq!(r.observed, Observed::Fail);
+        assert_eq!(r.diagnostics, vec!["FAIL: observed 7".to_string()]);
+    }
 }

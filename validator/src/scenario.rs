@@ -95,7 +95,11 @@ impl Checks {
         if self.failed.is_empty() {
             Ok(())
         } else {
-            Err(Failure::Fail(format!("{} check(s) failed: {}", self.failed.len(), self.failed.join("; "))))
+            Err(Failure::Fail(format!(
+                "{} check(s) failed: {}",
+                self.failed.len(),
+                self.failed.join("; ")
+            )))
         }
     }
 }

@@ -16,14 +16,21 @@ pub struct Options {
 pub fn matches(observed: &Observed, expected: Expect) -> bool {
     matches!(
         (observed, expected),
-        (Observed::Pass, Expect::Pass) | (Observed::Fail, Expect::Fail) | (Observed::Skip(_), Expect::Skip(_))
+        (Observed::Pass, Expect::Pass)
+            | (Observed::Fail, Expect::Fail)
+            | (Observed::Skip(_), Expect::Skip(_))
     )
 }
 
 pub fn kernel_release() -> String {
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     unsafe { libc::uname(&mut u) };
-    let bytes: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -66,12 +73,28 @@ pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
     let mismatched: Vec<String> = results
         .iter()
         .filter(|r| !matches(&r.observed, r.scenario.expected(patched)))
-        .map(|r| format!("{} (observed {}, declared {})", r.scenario.id, r.observed.word(), r.scenario.expected(patched).word()))
+        .map(|r| {
+            format!(
+                "{} (observed {}, declared {})",
+                r.scenario.id,
+                r.observed.word(),
+                r.scenario.expected(patched).word()
+            )
+        })
         .collect();
     let summary = if mismatched.is_empty() {
-        format!("validator {}: all {} results match the declared {kernel} expectations", env!("CARGO_PKG_VERSION"), results.len())
+        format!(
+            "validator {}: all {} results match the declared {kernel} expectations",
+            env!("CARGO_PKG_VERSION"),
+            results.len()
+        )
     } else {
-        format!("validator {}: {} result(s) differ from the declared {kernel} expectations: {}", env!("CARGO_PKG_VERSION"), mismatched.len(), mismatched.join(", "))
+        format!(
+            "validator {}: {} result(s) differ from the declared {kernel} expectations: {}",
+            env!("CARGO_PKG_VERSION"),
+            mismatched.len(),
+            mismatched.join(", ")
+        )
     };
     match &ktap {
         Some(k) => {

@@ -150,7 +150,9 @@ pub fn find_map(name: &str) -> Option<MapLine> {
 
 /// The mapping containing `addr`, if any.
 pub fn map_containing(addr: u64) -> Option<MapLine> {
-    self_maps().into_iter().find(|m| m.start <= addr && addr < m.end)
+    self_maps()
+        .into_iter()
+        .find(|m| m.start <= addr && addr < m.end)
 }
 
 /// True if no mapping intersects [start, end).
@@ -188,7 +190,9 @@ pub fn hypervisor_signature() -> String {
     for w in [r.ebx, r.ecx, r.edx] {
         v.extend_from_slice(&w.to_le_bytes());
     }
-    String::from_utf8_lossy(&v).trim_end_matches('\0').to_string()
+    String::from_utf8_lossy(&v)
+        .trim_end_matches('\0')
+        .to_string()
 }
 
 pub fn signal_name(sig: i32) -> &'static str {
@@ -252,7 +256,10 @@ pub fn wait_exit(pid: i32, ms: u64) -> Exit {
 }
 
 pub fn sleep_ms(ms: u64) {
-    let ts = libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as i64,
+        tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+    };
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }
 

@@ -304,8 +304,13 @@ pub struct Regs32 {
 
 impl Regs32 {
     pub fn syscall(nr: u32, args: &[u32]) -> Regs32 {
-        let mut r = Regs32 { eax: nr, ..Default::default() };
-        let slots = [&mut r.ebx, &mut r.ecx, &mut r.edx, &mut r.esi, &mut r.edi, &mut r.ebp];
+        let mut r = Regs32 {
+            eax: nr,
+            ..Default::default()
+        };
+        let slots = [
+            &mut r.ebx, &mut r.ecx, &mut r.edx, &mut r.esi, &mut r.edi, &mut r.ebp,
+        ];
         for (slot, a) in slots.into_iter().zip(args) {
             *slot = *a;
         }
@@ -343,7 +348,11 @@ pub fn map_low(len: usize, prot: i32) -> u64 {
             0,
         )
     };
-    assert!(p != libc::MAP_FAILED, "MAP_32BIT mmap failed: {}", std::io::Error::last_os_error());
+    assert!(
+        p != libc::MAP_FAILED,
+        "MAP_32BIT mmap failed: {}",
+        std::io::Error::last_os_error()
+    );
     p as u64
 }
 
@@ -351,7 +360,10 @@ pub fn map_low(len: usize, prot: i32) -> u64 {
 /// forked children, so each child makes (and pre-faults) its own.
 pub fn low() -> &'static Low {
     LOW.get_or_init(|| {
-        let code = map_low(CODE_LEN, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC);
+        let code = map_low(
+            CODE_LEN,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+        );
         let stack = map_low(STACK_LEN, libc::PROT_READ | libc::PROT_WRITE);
         unsafe {
             let start = &vb_start as *const u8;
@@ -382,7 +394,11 @@ pub fn stack_top() -> u32 {
 pub fn make_stack_executable() -> Result<(), i32> {
     let l = low();
     let r = unsafe {
-        libc::mprotect(l.stack as *mut libc::c_void, STACK_LEN, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)
+        libc::mprotect(
+            l.stack as *mut libc::c_void,
+            STACK_LEN,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+        )
     };
     if r == 0 {
         Ok(())
@@ -441,7 +457,13 @@ pub fn criu_enter(start: u64, len: u64, entry32: u32, params: u32) -> ! {
     unsafe {
         let f: extern "sysv64" fn(u64, u64, u64, u64, u64) -> ! =
             std::mem::transmute(entry(Entry::CriuEnter64) as u64 as *const ());
-        f(start, len, stack_top() as u64, entry32 as u64, params as u64)
+        f(
+            start,
+            len,
+            stack_top() as u64,
+            entry32 as u64,
+            params as u64,
+        )
     }
 }
 

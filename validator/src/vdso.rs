@@ -21,7 +21,10 @@ pub struct Elf<'a> {
 impl<'a> Elf<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Elf<'a>, String> {
         if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
-            return Err(format!("no ELF magic: {:02x?}", &bytes[..bytes.len().min(4)]));
+            return Err(format!(
+                "no ELF magic: {:02x?}",
+                &bytes[..bytes.len().min(4)]
+            ));
         }
         let class = bytes[4];
         if class != ELFCLASS32 && class != ELFCLASS64 {
@@ -43,15 +46,21 @@ impl<'a> Elf<'a> {
     }
 
     fn u16_at(&self, off: usize) -> u16 {
-        self.bytes.get(off..off + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+        self.bytes
+            .get(off..off + 2)
+            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
     }
 
     fn u32_at(&self, off: usize) -> u32 {
-        self.bytes.get(off..off + 4).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()))
+        self.bytes
+            .get(off..off + 4)
+            .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()))
     }
 
     fn u64_at(&self, off: usize) -> u64 {
-        self.bytes.get(off..off + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
+        self.bytes
+            .get(off..off + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
     }
 
     /// Reads a word-sized field (4 bytes in ELF32, 8 in ELF64).
@@ -88,7 +97,11 @@ impl<'a> Elf<'a> {
 
     fn section(&self, i: usize) -> Section {
         let shoff = self.word(0x20, 0x28) as usize;
-        let shentsize = if self.is64() { self.u16_at(0x3a) } else { self.u16_at(0x2e) } as usize;
+        let shentsize = if self.is64() {
+            self.u16_at(0x3a)
+        } else {
+            self.u16_at(0x2e)
+        } as usize;
         let sh = shoff + i * shentsize;
         if self.is64() {
             Section {
@@ -110,14 +123,26 @@ impl<'a> Elf<'a> {
     }
 
     fn section_count(&self) -> usize {
-        (if self.is64() { self.u16_at(0x3c) } else { self.u16_at(0x30) }) as usize
+        (if self.is64() {
+            self.u16_at(0x3c)
+        } else {
+            self.u16_at(0x30)
+        }) as usize
     }
 
     /// Offset from the image base of the dynamic symbol `name`.
     pub fn dynamic_symbol(&self, name: &str) -> Option<u64> {
-        let dynsym = (0..self.section_count()).map(|i| self.section(i)).find(|s| s.kind == SHT_DYNSYM)?;
+        let dynsym = (0..self.section_count())
+            .map(|i| self.section(i))
+            .find(|s| s.kind == SHT_DYNSYM)?;
         let strtab = self.section(dynsym.link);
-        let entsize = if dynsym.entsize != 0 { dynsym.entsize } else if self.is64() { 24 } else { 16 };
+        let entsize = if dynsym.entsize != 0 {
+            dynsym.entsize
+        } else if self.is64() {
+            24
+        } else {
+            16
+        };
         for i in 0..dynsym.size / entsize {
             let sym = dynsym.offset + i * entsize;
             let name_off = self.u32_at(sym) as usize;
@@ -156,12 +181,16 @@ pub struct MappedVdso {
 
 impl MappedVdso {
     pub fn find() -> Option<MappedVdso> {
-        sys::find_map("[vdso]").map(|m| MappedVdso { base: m.start, len: m.end - m.start })
+        sys::find_map("[vdso]").map(|m| MappedVdso {
+            base: m.start,
+            len: m.end - m.start,
+        })
     }
 
     pub fn elf(&self) -> Result<Elf<'static>, String> {
         // The mapping stays as long as the scenario does not unmap it.
-        let bytes = unsafe { std::slice::from_raw_parts(self.base as *const u8, self.len as usize) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.base as *const u8, self.len as usize) };
         Elf::parse(bytes)
     }
 
@@ -175,7 +204,10 @@ impl MappedVdso {
     /// `7f 45 4c 46 <class> <data>` as hex, for diagnostics.
     pub fn header_hex(&self) -> String {
         let b = unsafe { std::slice::from_raw_parts(self.base as *const u8, 6) };
-        b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

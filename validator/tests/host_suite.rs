@@ -6,8 +6,14 @@ use serde_json::Value;
 use std::process::Command;
 
 fn validator(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_validator")).args(args).output().expect("run validator");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_validator"))
+        .args(args)
+        .output()
+        .expect("run validator");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -17,13 +23,27 @@ fn every_scenario_matches_its_declaration_on_this_kernel() {
     let results = v["results"].as_array().expect("results array");
     let (_, list) = validator(&["--list", "--json"]);
     let declared: Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(results.len(), declared.as_array().unwrap().len(), "every scenario ran");
+    assert_eq!(
+        results.len(),
+        declared.as_array().unwrap().len(),
+        "every scenario ran"
+    );
     let mismatches: Vec<String> = results
         .iter()
         .filter(|r| r["matches"] != Value::Bool(true))
-        .map(|r| format!("{} observed {} expected {}: {}", r["id"], r["observed"], r["expected"], r["diagnostics"]))
+        .map(|r| {
+            format!(
+                "{} observed {} expected {}: {}",
+                r["id"], r["observed"], r["expected"], r["diagnostics"]
+            )
+        })
         .collect();
-    assert!(mismatches.is_empty(), "kernel {}: {}", v["kernel"], mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "kernel {}: {}",
+        v["kernel"],
+        mismatches.join("\n")
+    );
     assert_eq!(code, 0);
 }
 
@@ -33,12 +53,23 @@ fn ktap_output_follows_the_harness_contract() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "KTAP version 1");
     assert_eq!(lines[1], "1..2");
-    let start = lines.iter().position(|l| *l == "# start gate_round_trip").expect("start line");
-    let ok = lines.iter().position(|l| *l == "ok 1 gate_round_trip").expect("result line");
+    let start = lines
+        .iter()
+        .position(|l| *l == "# start gate_round_trip")
+        .expect("start line");
+    let ok = lines
+        .iter()
+        .position(|l| *l == "ok 1 gate_round_trip")
+        .expect("result line");
     assert!(start < ok);
-    assert!(lines[start + 1..ok].iter().all(|l| l.starts_with("# gate_round_trip: ")));
+    assert!(lines[start + 1..ok]
+        .iter()
+        .all(|l| l.starts_with("# gate_round_trip: ")));
     assert!(lines.contains(&"ok 2 int80_from_64bit"));
-    assert_eq!(*lines.last().unwrap(), "# Totals: pass:2 fail:0 xfail:0 xpass:0 skip:0 error:0");
+    assert_eq!(
+        *lines.last().unwrap(),
+        "# Totals: pass:2 fail:0 xfail:0 xpass:0 skip:0 error:0"
+    );
     assert_eq!(code, 0);
 }
 
@@ -47,7 +78,12 @@ fn list_json_is_in_run_order_with_contract_fields() {
     let (code, list) = validator(&["--list", "--json"]);
     assert_eq!(code, 0);
     let declared: Value = serde_json::from_str(&list).unwrap();
-    let ids: Vec<&str> = declared.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = declared
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids[0], "gate_round_trip");
     let (_, ktap) = validator(&["--filter", "map_32bit_range"]);
     assert!(ktap.contains("ok 1 map_32bit_range"));

@@ -48,7 +48,10 @@ fn require_free_window() -> Outcome {
             .filter(|m| m.end > LOW_EDGE && m.start < FOUR_GIB + 0x8000)
             .map(|m| m.line)
             .collect();
-        skip!("address window around 4 GiB is in use: {}", busy.join(" | "));
+        skip!(
+            "address window around 4 GiB is in use: {}",
+            busy.join(" | ")
+        );
     }
     Ok(())
 }
@@ -56,31 +59,73 @@ fn require_free_window() -> Outcome {
 fn int80_mmap2_hint_no_cross_4g() -> Outcome {
     require_free_window()?;
     let r = int80_mmap2(0xffff_f000, 0x2000, 0);
-    let line = r.ok().and_then(sys::map_containing).map(|m| m.line).unwrap_or_else(|| "none".into());
-    diag!("int 0x80 mmap2(0xfffff000, 0x2000) = {}; maps: {line}", sys::show(r));
+    let line = r
+        .ok()
+        .and_then(sys::map_containing)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
+    diag!(
+        "int 0x80 mmap2(0xfffff000, 0x2000) = {}; maps: {line}",
+        sys::show(r)
+    );
     let addr = r.map_err(|e| Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e))))?;
-    let end = sys::map_containing(addr).map(|m| m.end).unwrap_or(addr + 0x2000);
-    ensure!(addr + 0x2000 <= FOUR_GIB && end <= FOUR_GIB, "mapping {addr:#x}-{end:#x} crosses 4 GiB");
+    let end = sys::map_containing(addr)
+        .map(|m| m.end)
+        .unwrap_or(addr + 0x2000);
+    ensure!(
+        addr + 0x2000 <= FOUR_GIB && end <= FOUR_GIB,
+        "mapping {addr:#x}-{end:#x} crosses 4 GiB"
+    );
     Ok(())
 }
 
 fn int80_mmap2_fixed_cross_4g_enomem() -> Outcome {
     require_free_window()?;
     let r = int80_mmap2(0xffff_f000, 0x2000, libc::MAP_FIXED as u32);
-    let line = r.ok().and_then(sys::map_containing).map(|m| m.line).unwrap_or_else(|| "none".into());
-    diag!("int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) = {}; maps: {line}", sys::show(r));
-    ensure!(r == Err(libc::ENOMEM), "got {} (want -1 ENOMEM)", sys::show(r));
+    let line = r
+        .ok()
+        .and_then(sys::map_containing)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
+    diag!(
+        "int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) = {}; maps: {line}",
+        sys::show(r)
+    );
+    ensure!(
+        r == Err(libc::ENOMEM),
+        "got {} (want -1 ENOMEM)",
+        sys::show(r)
+    );
     Ok(())
 }
 
 fn int80_mremap_cross_4g_enomem() -> Outcome {
     require_free_window()?;
     let m = int80_mmap2(LOW_EDGE as u32, PAGE as u32, libc::MAP_FIXED as u32);
-    diag!("int 0x80 mmap2({LOW_EDGE:#x}, 0x1000, MAP_FIXED) = {}", sys::show(m));
-    ensure!(m == Ok(LOW_EDGE), "could not map the page below the edge: {}", sys::show(m));
-    let r = sys::decode_raw(thunks::int80_from_64(nr32::MREMAP, &[LOW_EDGE as u32, PAGE as u32, GROWN, 0]));
-    let line = sys::map_containing(LOW_EDGE).map(|m| m.line).unwrap_or_else(|| "none".into());
-    diag!("int 0x80 mremap({LOW_EDGE:#x}, 0x1000, {GROWN:#x}, 0) = {}; maps: {line}", sys::show(r));
-    ensure!(r == Err(libc::ENOMEM), "got {} (want -1 ENOMEM)", sys::show(r));
+    diag!(
+        "int 0x80 mmap2({LOW_EDGE:#x}, 0x1000, MAP_FIXED) = {}",
+        sys::show(m)
+    );
+    ensure!(
+        m == Ok(LOW_EDGE),
+        "could not map the page below the edge: {}",
+        sys::show(m)
+    );
+    let r = sys::decode_raw(thunks::int80_from_64(
+        nr32::MREMAP,
+        &[LOW_EDGE as u32, PAGE as u32, GROWN, 0],
+    ));
+    let line = sys::map_containing(LOW_EDGE)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
+    diag!(
+        "int 0x80 mremap({LOW_EDGE:#x}, 0x1000, {GROWN:#x}, 0) = {}; maps: {line}",
+        sys::show(r)
+    );
+    ensure!(
+        r == Err(libc::ENOMEM),
+        "got {} (want -1 ENOMEM)",
+        sys::show(r)
+    );
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! A CRIU-style restore: switch to compat, drop everything above 4 GiB and
 //! continue as a pure 32-bit program.
 
+use crate::diag;
 use crate::runner;
 use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
 use crate::scenarios::series::{require_series, set_compat};
+use crate::scenarios::vdso_upstream::free_low_address;
 use crate::sys::{self, FOUR_GIB};
 use crate::thunks::{self, Entry};
-use crate::scenarios::vdso_upstream::free_low_address;
 use crate::vdso::{self, MappedVdso};
-use crate::diag;
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -51,8 +51,12 @@ fn criu_style_flow_map_vdso32() -> Outcome {
         diag!("child: unmapped {}", removed.join(", "));
         let hint = free_low_address(1 << 20)?;
         let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
-        diag!("child: arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {}", sys::show(r));
-        r.map(|_| ()).map_err(|e| Failure::Fail(format!("ARCH_MAP_VDSO_32: {}", sys::errno_name(e))))
+        diag!(
+            "child: arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {}",
+            sys::show(r)
+        );
+        r.map(|_| ())
+            .map_err(|e| Failure::Fail(format!("ARCH_MAP_VDSO_32: {}", sys::errno_name(e))))
     })
 }
 
@@ -66,7 +70,10 @@ fn run_flow(switch: fn() -> Result<(), Failure>) -> Outcome {
             diag!("child: {m}");
             return 10;
         }
-        let vsyscall = match MappedVdso::find().ok_or("no [vdso]".to_string()).and_then(|v| v.symbol("__kernel_vsyscall")) {
+        let vsyscall = match MappedVdso::find()
+            .ok_or("no [vdso]".to_string())
+            .and_then(|v| v.symbol("__kernel_vsyscall"))
+        {
             Ok(a) => a,
             Err(e) => {
                 diag!("child: {e}");
@@ -94,7 +101,12 @@ fn run_flow(switch: fn() -> Result<(), Failure>) -> Outcome {
         for (i, w) in words.iter().enumerate() {
             unsafe { params.add(i).write_volatile(*w) };
         }
-        thunks::criu_enter(FOUR_GIB, USER_TOP - FOUR_GIB, thunks::entry(Entry::CriuMain32), params as u64 as u32)
+        thunks::criu_enter(
+            FOUR_GIB,
+            USER_TOP - FOUR_GIB,
+            thunks::entry(Entry::CriuMain32),
+            params as u64 as u32,
+        )
     });
 
     let mut c = Checks::default();
@@ -118,8 +130,11 @@ fn run_flow(switch: fn() -> Result<(), Failure>) -> Outcome {
     if stopped {
         let maps = sys::maps_of(&child.to_string());
         // [vsyscall] is a gate area, not a VMA the task could unmap.
-        let high: Vec<String> =
-            maps.iter().filter(|m| m.end > FOUR_GIB && m.name != "[vsyscall]").map(|m| m.line.clone()).collect();
+        let high: Vec<String> = maps
+            .iter()
+            .filter(|m| m.end > FOUR_GIB && m.name != "[vsyscall]")
+            .map(|m| m.line.clone())
+            .collect();
         for m in &maps {
             diag!("child maps: {}", m.line);
         }
@@ -135,11 +150,22 @@ fn run_flow(switch: fn() -> Result<(), Failure>) -> Outcome {
             words[2] as i32,
             words[3]
         );
-        c.check(high.is_empty(), format!("nothing mapped above 4 GiB ({} mapping(s) left)", high.len()));
-        c.check(words[1] as i32 == child, format!("int 0x80 getpid {} = child pid {child}", words[1] as i32));
+        c.check(
+            high.is_empty(),
+            format!(
+                "nothing mapped above 4 GiB ({} mapping(s) left)",
+                high.len()
+            ),
+        );
+        c.check(
+            words[1] as i32 == child,
+            format!("int 0x80 getpid {} = child pid {child}", words[1] as i32),
+        );
         unsafe { libc::kill(child, libc::SIGCONT) };
     } else {
-        let crash = runner::crash_info().map(|c| c.to_string()).unwrap_or_default();
+        let crash = runner::crash_info()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         diag!("child did not stop (status {status:#x}) {crash}");
         c.check(false, "child reached the SIGSTOP in its 32-bit main");
     }
@@ -152,7 +178,8 @@ fn run_flow(switch: fn() -> Result<(), Failure>) -> Outcome {
 fn read_child_words(pid: i32, addr: u64, words: &mut [u32]) -> String {
     use std::os::unix::fs::FileExt;
     let mut bytes = vec![0u8; words.len() * 4];
-    let r = std::fs::File::open(format!("/proc/{pid}/mem")).and_then(|f| f.read_exact_at(&mut bytes, addr));
+    let r = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .and_then(|f| f.read_exact_at(&mut bytes, addr));
     for (w, b) in words.iter_mut().zip(bytes.chunks(4)) {
         *w = u32::from_le_bytes(b.try_into().unwrap());
     }
@@ -188,7 +215,10 @@ fn unregister_rseq() -> String {
         if r == 0 {
             return format!("area {area:#x} len {len}: ok");
         }
-        last = format!("area {area:#x} len {len}: {}", sys::errno_name(sys::errno()));
+        last = format!(
+            "area {area:#x} len {len}: {}",
+            sys::errno_name(sys::errno())
+        );
     }
     last
 }

@@ -47,15 +47,35 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 fn gate_round_trip() -> Outcome {
-    let out = thunks::call32(thunks::entry(Entry::Probe32), Regs32 { eax: 5, ..Default::default() });
+    let out = thunks::call32(
+        thunks::entry(Entry::Probe32),
+        Regs32 {
+            eax: 5,
+            ..Default::default()
+        },
+    );
     let cs_after = thunks::current_cs();
-    diag!("32-bit: eax 5 -> {} after byte 0x48, cs {:#x}, push moved esp by {}", out.eax, out.ebx & 0xffff, out.ecx);
+    diag!(
+        "32-bit: eax 5 -> {} after byte 0x48, cs {:#x}, push moved esp by {}",
+        out.eax,
+        out.ebx & 0xffff,
+        out.ecx
+    );
     diag!("64-bit again: cs {:#x}", cs_after);
     let mut c = Checks::default();
-    c.check(out.eax == 4, format!("0x48 decoded as dec eax (eax {} , want 4)", out.eax));
-    c.check(out.ebx & 0xffff == 0x23, format!("cs in 32-bit code {:#x} (want 0x23)", out.ebx & 0xffff));
+    c.check(
+        out.eax == 4,
+        format!("0x48 decoded as dec eax (eax {} , want 4)", out.eax),
+    );
+    c.check(
+        out.ebx & 0xffff == 0x23,
+        format!("cs in 32-bit code {:#x} (want 0x23)", out.ebx & 0xffff),
+    );
     c.check(out.ecx == 4, format!("push size {} (want 4)", out.ecx));
-    c.check(cs_after == 0x33, format!("cs after return {cs_after:#x} (want 0x33)"));
+    c.check(
+        cs_after == 0x33,
+        format!("cs after return {cs_after:#x} (want 0x33)"),
+    );
     c.finish()
 }
 
@@ -72,24 +92,37 @@ fn int80_from_64bit() -> Outcome {
     let got = thunks::int80_from_64(nr32::GETPID, &[]);
     // 64-bit getpid is 39; eax=20 would be getpid only through the ia32 table.
     diag!("int 0x80 eax=20 from 64-bit code returned {got}, getpid() = {pid}");
-    ensure!(got == pid as i64, "compat getpid returned {got}, want {pid}");
+    ensure!(
+        got == pid as i64,
+        "compat getpid returned {got}, want {pid}"
+    );
     Ok(())
 }
 
 fn sysenter_without_vdso32() -> Outcome {
     let intel = sys::is_intel();
     let vendor = sys::cpu_vendor();
-    let vdso = sys::find_map("[vdso]").map(|m| m.line).unwrap_or_else(|| "none".into());
+    let vdso = sys::find_map("[vdso]")
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
     let hypervisor = sys::hypervisor_signature();
     diag!("CPU vendor {vendor}, hypervisor '{hypervisor}'; vDSO: {vdso}");
     thunks::low();
     let child = sys::fork_child(|| {
-        let out = thunks::call32(thunks::entry(Entry::Sysenter32), Regs32::syscall(nr32::GETPID, &[]));
-        diag!("sysenter returned to its caller with eax {}", out.eax as i32);
+        let out = thunks::call32(
+            thunks::entry(Entry::Sysenter32),
+            Regs32::syscall(nr32::GETPID, &[]),
+        );
+        diag!(
+            "sysenter returned to its caller with eax {}",
+            out.eax as i32
+        );
         0
     });
     let exit = sys::wait_exit(child, 5000);
-    let crash = crate::runner::crash_info().map(|c| c.to_string()).unwrap_or_default();
+    let crash = crate::runner::crash_info()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     diag!("child: {exit} {crash}");
     match exit {
         Exit::Signal(libc::SIGSEGV) if !intel && hypervisor == "TCGTCGTCGTCG" => {
@@ -99,7 +132,11 @@ fn sysenter_without_vdso32() -> Outcome {
             diag!("QEMU TCG models sysenter like Intel even for vendor {vendor}: SIGSEGV accepted");
         }
         Exit::Signal(sig) if !intel => {
-            ensure!(sig == libc::SIGILL, "AMD-style CPU: want SIGILL (sysenter is #UD in compat mode), got {}", sys::signal_name(sig));
+            ensure!(
+                sig == libc::SIGILL,
+                "AMD-style CPU: want SIGILL (sysenter is #UD in compat mode), got {}",
+                sys::signal_name(sig)
+            );
         }
         Exit::Signal(sig) => {
             ensure!(sig != libc::SIGKILL, "Intel: child hung until killed");

@@ -33,8 +33,18 @@ const NT_PRSTATUS: usize = 1;
 /// NT_PRSTATUS of a stopped tracee: (size in bytes, cs).
 pub fn prstatus(pid: i32) -> Result<(usize, u64), i32> {
     let mut buf = [0u64; 64];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: std::mem::size_of_val(&buf) };
-    let r = unsafe { libc::ptrace(libc::PTRACE_GETREGSET, pid, NT_PRSTATUS, &mut iov as *mut libc::iovec) };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: std::mem::size_of_val(&buf),
+    };
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            pid,
+            NT_PRSTATUS,
+            &mut iov as *mut libc::iovec,
+        )
+    };
     if r < 0 {
         return Err(sys::errno());
     }
@@ -54,8 +64,12 @@ pub fn wait_stop(pid: i32) -> Result<i32, Failure> {
     let mut status = 0;
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     if r != pid || !libc::WIFSTOPPED(status) {
-        let crash = crate::runner::crash_info().map(|c| c.to_string()).unwrap_or_default();
-        return Err(Failure::Fail(format!("tracee did not stop (waitpid {r}, status {status:#x}) {crash}")));
+        let crash = crate::runner::crash_info()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        return Err(Failure::Fail(format!(
+            "tracee did not stop (waitpid {r}, status {status:#x}) {crash}"
+        )));
     }
     Ok(libc::WSTOPSIG(status))
 }
@@ -78,10 +92,19 @@ fn ptrace_prstatus_size() -> Outcome {
         diag!("stopped in {mode} code by signal {sig}: NT_PRSTATUS {r:?} (size, cs)");
         match r {
             Ok((len, cs)) => {
-                c.check(len == want_len, format!("{mode}: NT_PRSTATUS {len} bytes (want {want_len})"));
-                c.check(cs == want_cs, format!("{mode}: cs {cs:#x} (want {want_cs:#x})"));
+                c.check(
+                    len == want_len,
+                    format!("{mode}: NT_PRSTATUS {len} bytes (want {want_len})"),
+                );
+                c.check(
+                    cs == want_cs,
+                    format!("{mode}: cs {cs:#x} (want {want_cs:#x})"),
+                );
             }
-            Err(e) => c.check(false, format!("{mode}: GETREGSET failed: {}", sys::errno_name(e))),
+            Err(e) => c.check(
+                false,
+                format!("{mode}: GETREGSET failed: {}", sys::errno_name(e)),
+            ),
         }
         unsafe { libc::ptrace(libc::PTRACE_CONT, child, 0, 0) };
     }
@@ -99,9 +122,24 @@ fn seccomp_int80_audit_arch() -> Outcome {
     thunks::low();
     let pid = sys::getpid();
     use libc::sock_filter as F;
-    let ld = |k| F { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k };
-    let jeq = |k, jt, jf| F { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k };
-    let ret = |k| F { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k };
+    let ld = |k| F {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k, jt, jf| F {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k| F {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
     // offsetof(struct seccomp_data, nr) = 0, arch = 4
     let prog = [
         ld(4),
@@ -116,10 +154,20 @@ fn seccomp_int80_audit_arch() -> Outcome {
         ret(libc::SECCOMP_RET_ERRNO | ERRNO_X86_64),
         ret(libc::SECCOMP_RET_ALLOW),
     ];
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut F };
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut F,
+    };
     unsafe {
-        ensure!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "PR_SET_NO_NEW_PRIVS failed");
-        let r = libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const _);
+        ensure!(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0,
+            "PR_SET_NO_NEW_PRIVS failed"
+        );
+        let r = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const _,
+        );
         let e = sys::errno();
         if r != 0 && e == libc::EINVAL {
             crate::skip!("PR_SET_SECCOMP(SECCOMP_MODE_FILTER): EINVAL, kernel without CONFIG_SECCOMP_FILTER (which needs CONFIG_NET)");
@@ -134,11 +182,19 @@ fn seccomp_int80_audit_arch() -> Outcome {
         "pid {pid}; int 0x80 getpid from 64-bit = {from64}, from 32-bit = {from32}; syscall getpid = {native} (errno {native_errno})"
     );
     let mut c = Checks::default();
-    c.check(from64 == -(ERRNO_I386 as i64), format!("int 0x80 from 64-bit {from64} (want -{ERRNO_I386}: filter saw I386/20)"));
-    c.check(from32 == -(ERRNO_I386 as i32), format!("int 0x80 from 32-bit {from32} (want -{ERRNO_I386})"));
+    c.check(
+        from64 == -(ERRNO_I386 as i64),
+        format!("int 0x80 from 64-bit {from64} (want -{ERRNO_I386}: filter saw I386/20)"),
+    );
+    c.check(
+        from32 == -(ERRNO_I386 as i32),
+        format!("int 0x80 from 32-bit {from32} (want -{ERRNO_I386})"),
+    );
     c.check(
         native == -1 && native_errno == ERRNO_X86_64 as i32,
-        format!("64-bit syscall {native}/{native_errno} (want -1/{ERRNO_X86_64}: filter saw X86_64/39)"),
+        format!(
+            "64-bit syscall {native}/{native_errno} (want -1/{ERRNO_X86_64}: filter saw X86_64/39)"
+        ),
     );
     c.finish()
 }

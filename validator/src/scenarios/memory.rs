@@ -65,14 +65,21 @@ const PRIVATE_ANON: u32 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
 
 /// int 0x80 mmap2(hint, len, RW, PRIVATE|ANON|extra) from 64-bit code.
 pub fn int80_mmap2(hint: u32, len: u32, extra_flags: u32) -> Result<u64, i32> {
-    sys::decode_raw(thunks::int80_from_64(nr32::MMAP2, &[hint, len, PROT_RW, PRIVATE_ANON | extra_flags, u32::MAX, 0]))
+    sys::decode_raw(thunks::int80_from_64(
+        nr32::MMAP2,
+        &[hint, len, PROT_RW, PRIVATE_ANON | extra_flags, u32::MAX, 0],
+    ))
 }
 
 fn int80_mmap2_below_4g() -> Outcome {
     let r = int80_mmap2(0, PAGE as u32, 0);
     diag!("int 0x80 mmap2(0, 4096) = {}", sys::show(r));
-    let addr = r.map_err(|e| crate::scenario::Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e))))?;
-    let line = sys::map_containing(addr).map(|m| m.line).unwrap_or_else(|| "none".into());
+    let addr = r.map_err(|e| {
+        crate::scenario::Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e)))
+    })?;
+    let line = sys::map_containing(addr)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
     diag!("maps line: {line}");
     ensure!(addr + PAGE <= FOUR_GIB, "mapping {addr:#x} is above 4 GiB");
     ensure!(line != "none", "no mapping at {addr:#x} in /proc/self/maps");
@@ -83,20 +90,33 @@ fn map_32bit_range() -> Outcome {
     let r = sys::mmap_anon(0, PAGE, libc::MAP_32BIT);
     diag!("mmap(MAP_32BIT) = {}", sys::show(r));
     let addr = r.map_err(|e| crate::scenario::Failure::Fail(sys::errno_name(e)))?;
-    ensure!((0x4000_0000..0x8000_0000).contains(&addr), "{addr:#x} outside [0x40000000, 0x80000000)");
+    ensure!(
+        (0x4000_0000..0x8000_0000).contains(&addr),
+        "{addr:#x} outside [0x40000000, 0x80000000)"
+    );
     Ok(())
 }
 
 fn personality_addr_limit_no_effect() -> Outcome {
     let old = unsafe { libc::personality(0xffff_ffff) };
-    let set = unsafe { libc::personality((old as u32 | libc::ADDR_LIMIT_32BIT as u32) as libc::c_ulong) };
+    let set =
+        unsafe { libc::personality((old as u32 | libc::ADDR_LIMIT_32BIT as u32) as libc::c_ulong) };
     let now = unsafe { libc::personality(0xffff_ffff) };
     let r = sys::mmap_anon(0, PAGE, 0);
-    diag!("personality {old:#x} -> {now:#x} (set returned {set}); mmap(0, 4096) = {}", sys::show(r));
+    diag!(
+        "personality {old:#x} -> {now:#x} (set returned {set}); mmap(0, 4096) = {}",
+        sys::show(r)
+    );
     unsafe { libc::personality(old as libc::c_ulong) };
-    ensure!(now as u32 & libc::ADDR_LIMIT_32BIT as u32 != 0, "ADDR_LIMIT_32BIT was not recorded");
+    ensure!(
+        now as u32 & libc::ADDR_LIMIT_32BIT as u32 != 0,
+        "ADDR_LIMIT_32BIT was not recorded"
+    );
     let addr = r.map_err(|e| crate::scenario::Failure::Fail(sys::errno_name(e)))?;
-    ensure!(addr >= FOUR_GIB, "mmap landed below 4 GiB ({addr:#x}): personality took effect without execve");
+    ensure!(
+        addr >= FOUR_GIB,
+        "mmap landed below 4 GiB ({addr:#x}): personality took effect without execve"
+    );
     Ok(())
 }
 
@@ -104,18 +124,33 @@ fn int80_io_setup_below_4g() -> Outcome {
     // compat io_setup writes a 32-bit context into a 32-bit pointer.
     let ctx = thunks::scratch() as *mut u32;
     unsafe { ctx.write_volatile(0) };
-    let r = sys::decode_raw(thunks::int80_from_64(nr32::IO_SETUP, &[8, ctx as u64 as u32]));
+    let r = sys::decode_raw(thunks::int80_from_64(
+        nr32::IO_SETUP,
+        &[8, ctx as u64 as u32],
+    ));
     let value = unsafe { ctx.read_volatile() } as u64;
-    diag!("int 0x80 io_setup(8, {:#x}) = {}, context {value:#x}", ctx as u64, sys::show(r));
+    diag!(
+        "int 0x80 io_setup(8, {:#x}) = {}, context {value:#x}",
+        ctx as u64,
+        sys::show(r)
+    );
     if r == Err(libc::ENOSYS) {
         fail!("io_setup: ENOSYS (kernel without CONFIG_AIO)");
     }
     ensure!(r.is_ok(), "io_setup failed: {}", sys::show(r));
-    let line = sys::map_containing(value).map(|m| m.line).unwrap_or_else(|| "none".into());
+    let line = sys::map_containing(value)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
     diag!("maps line: {line}");
     unsafe { libc::syscall(libc::SYS_io_destroy, value) };
-    ensure!(value != 0 && value < FOUR_GIB, "AIO context {value:#x} not below 4 GiB");
-    ensure!(line.contains("aio"), "context {value:#x} is not an [aio] mapping");
+    ensure!(
+        value != 0 && value < FOUR_GIB,
+        "AIO context {value:#x} not below 4 GiB"
+    );
+    ensure!(
+        line.contains("aio"),
+        "context {value:#x} is not an [aio] mapping"
+    );
     Ok(())
 }
 
@@ -130,22 +165,39 @@ fn int80_shmat_below_4g() -> Outcome {
     }
     let r = sys::decode_raw(thunks::int80_from_64(nr32::SHMAT, &[id as u32, 0, 0]));
     diag!("int 0x80 shmat({id}, NULL, 0) = {}", sys::show(r));
-    let line = r.ok().and_then(sys::map_containing).map(|m| m.line).unwrap_or_else(|| "none".into());
+    let line = r
+        .ok()
+        .and_then(sys::map_containing)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
     diag!("maps line: {line}");
     unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
-    let addr = r.map_err(|e| crate::scenario::Failure::Fail(format!("shmat failed: {}", sys::errno_name(e))))?;
-    ensure!(addr < FOUR_GIB, "segment attached at {addr:#x}, above 4 GiB");
+    let addr = r.map_err(|e| {
+        crate::scenario::Failure::Fail(format!("shmat failed: {}", sys::errno_name(e)))
+    })?;
+    ensure!(
+        addr < FOUR_GIB,
+        "segment attached at {addr:#x}, above 4 GiB"
+    );
     ensure!(line != "none", "no mapping at {addr:#x}");
     Ok(())
 }
 
 fn vsyscall_present() -> Outcome {
     let m = sys::find_map("[vsyscall]");
-    diag!("maps: {}", m.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall] line"));
+    diag!(
+        "maps: {}",
+        m.as_ref()
+            .map(|m| m.line.as_str())
+            .unwrap_or("no [vsyscall] line")
+    );
     let mut c = Checks::default();
     c.check(m.is_some(), "[vsyscall] listed");
     if let Some(m) = m {
-        c.check(m.start == 0xffff_ffff_ff60_0000, format!("[vsyscall] at {:#x}", m.start));
+        c.check(
+            m.start == 0xffff_ffff_ff60_0000,
+            format!("[vsyscall] at {:#x}", m.start),
+        );
     }
     c.finish()
 }

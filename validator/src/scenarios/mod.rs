@@ -32,9 +32,17 @@ pub fn all() -> Vec<&'static Scenario> {
 /// (`*` matches anything; an empty pattern selects everything).
 pub fn select(filter: Option<&str>) -> Vec<&'static Scenario> {
     let all = all();
-    let Some(filter) = filter.filter(|f| !f.is_empty()) else { return all };
-    let pats: Vec<&str> = filter.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
-    all.into_iter().filter(|s| pats.iter().any(|p| glob_match(p, s.id))).collect()
+    let Some(filter) = filter.filter(|f| !f.is_empty()) else {
+        return all;
+    };
+    let pats: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    all.into_iter()
+        .filter(|s| pats.iter().any(|p| glob_match(p, s.id)))
+        .collect()
 }
 
 /// Substring match where `*` inside the pattern matches any run of
@@ -59,7 +67,12 @@ mod tests {
         let all = all();
         let mut seen = std::collections::HashSet::new();
         for s in &all {
-            assert!(s.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{}", s.id);
+            assert!(
+                s.id.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                s.id
+            );
             assert!(seen.insert(s.id), "duplicate id {}", s.id);
             assert!(!s.description.is_empty() && !s.proves.is_empty());
         }

@@ -16,7 +16,14 @@ const fn series(
     proves: &'static str,
     run: fn() -> Outcome,
 ) -> Scenario {
-    Scenario { id, description, proves, vanilla: Expect::Fail, patched: Expect::Pass, run }
+    Scenario {
+        id,
+        description,
+        proves,
+        vanilla: Expect::Fail,
+        patched: Expect::Pass,
+        run,
+    }
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -125,7 +132,10 @@ pub fn require_series() -> Outcome {
             diag!("ARCH_GET_COMPAT reads {v}: kernel has the series");
             Ok(())
         }
-        Err(e) => fail!("ARCH_GET_COMPAT: -1 {}: kernel lacks the compat-switch series", sys::errno_name(e)),
+        Err(e) => fail!(
+            "ARCH_GET_COMPAT: -1 {}: kernel lacks the compat-switch series",
+            sys::errno_name(e)
+        ),
     }
 }
 
@@ -140,7 +150,10 @@ pub fn set_compat(addr: u64) -> Result<u64, Failure> {
 fn get_compat_reads_native() -> Outcome {
     require_series()?;
     let v = sys::get_compat().unwrap_or(u64::MAX);
-    ensure!(v == 0, "ARCH_GET_COMPAT reads {v} in a native process (want 0)");
+    ensure!(
+        v == 0,
+        "ARCH_GET_COMPAT reads {v} in a native process (want 0)"
+    );
     Ok(())
 }
 
@@ -151,22 +164,43 @@ fn set_compat_returns_low_base() -> Outcome {
     diag!("before: {before}");
     let base = set_compat(0)?;
     let after = sys::find_map("[vdso]");
-    diag!("after: {}", after.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vdso]"));
+    diag!(
+        "after: {}",
+        after
+            .as_ref()
+            .map(|m| m.line.as_str())
+            .unwrap_or("no [vdso]")
+    );
     let compat = sys::get_compat();
     let cs = thunks::current_cs();
     diag!("ARCH_GET_COMPAT = {}, cs {cs:#x}", sys::show(compat));
     let mut c = Checks::default();
-    c.check(base < FOUR_GIB, format!("returned base {base:#x} below 4 GiB"));
-    c.check(base % PAGE == 0, format!("returned base {base:#x} page aligned"));
-    c.check(after.as_ref().map(|m| m.start) == Some(base), "[vdso] starts at the returned base");
-    c.check(compat == Ok(1), format!("ARCH_GET_COMPAT {} (want 1)", sys::show(compat)));
+    c.check(
+        base < FOUR_GIB,
+        format!("returned base {base:#x} below 4 GiB"),
+    );
+    c.check(
+        base % PAGE == 0,
+        format!("returned base {base:#x} page aligned"),
+    );
+    c.check(
+        after.as_ref().map(|m| m.start) == Some(base),
+        "[vdso] starts at the returned base",
+    );
+    c.check(
+        compat == Ok(1),
+        format!("ARCH_GET_COMPAT {} (want 1)", sys::show(compat)),
+    );
     c.check(cs == 0x33, format!("cs {cs:#x} untouched (want 0x33)"));
     let high: Vec<String> = sys::self_maps()
         .into_iter()
         .filter(|m| (m.name == "[vdso]" || m.name.starts_with("[vvar")) && m.end > FOUR_GIB)
         .map(|m| m.line)
         .collect();
-    c.check(high.is_empty(), format!("no [vdso]/[vvar] left above 4 GiB: {}", high.join(" | ")));
+    c.check(
+        high.is_empty(),
+        format!("no [vdso]/[vvar] left above 4 GiB: {}", high.join(" | ")),
+    );
     c.finish()
 }
 
@@ -182,14 +216,29 @@ fn compat_vdso32_vsyscall() -> Outcome {
 fn vsyscall_gone_after_set_compat() -> Outcome {
     require_series()?;
     let before = sys::find_map("[vsyscall]");
-    diag!("before: {}", before.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall]"));
+    diag!(
+        "before: {}",
+        before
+            .as_ref()
+            .map(|m| m.line.as_str())
+            .unwrap_or("no [vsyscall]")
+    );
     if before.is_none() {
         skip!("no [vsyscall] before the switch (vsyscall=none or no emulation)");
     }
     set_compat(0)?;
     let after = sys::find_map("[vsyscall]");
-    diag!("after: {}", after.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall]"));
-    ensure!(after.is_none(), "[vsyscall] still listed after ARCH_SET_COMPAT");
+    diag!(
+        "after: {}",
+        after
+            .as_ref()
+            .map(|m| m.line.as_str())
+            .unwrap_or("no [vsyscall]")
+    );
+    ensure!(
+        after.is_none(),
+        "[vsyscall] still listed after ARCH_SET_COMPAT"
+    );
     Ok(())
 }
 
@@ -198,10 +247,20 @@ fn compat_mmap_placement() -> Outcome {
     set_compat(0)?;
     let plain = sys::mmap_anon(0, PAGE, 0);
     let above = sys::mmap_anon(0, PAGE, sys::MAP_ABOVE4G);
-    diag!("mmap(0, 4096) = {}, mmap(0, 4096, MAP_ABOVE4G) = {}", sys::show(plain), sys::show(above));
+    diag!(
+        "mmap(0, 4096) = {}, mmap(0, 4096, MAP_ABOVE4G) = {}",
+        sys::show(plain),
+        sys::show(above)
+    );
     let mut c = Checks::default();
-    c.check(matches!(plain, Ok(a) if a + PAGE <= FOUR_GIB), "hint-less mmap below 4 GiB");
-    c.check(matches!(above, Ok(a) if a >= FOUR_GIB), "MAP_ABOVE4G mmap at or above 4 GiB");
+    c.check(
+        matches!(plain, Ok(a) if a + PAGE <= FOUR_GIB),
+        "hint-less mmap below 4 GiB",
+    );
+    c.check(
+        matches!(above, Ok(a) if a >= FOUR_GIB),
+        "MAP_ABOVE4G mmap at or above 4 GiB",
+    );
     c.finish()
 }
 
@@ -211,18 +270,34 @@ fn set_compat_at_address() -> Outcome {
     let free = free_low_address(1 << 20)?;
     let addr = free + (1 << 19);
     let base = set_compat(addr)?;
-    let image: Vec<sys::MapLine> =
-        sys::self_maps().into_iter().filter(|m| m.name == "[vdso]" || m.name.starts_with("[vvar")).collect();
+    let image: Vec<sys::MapLine> = sys::self_maps()
+        .into_iter()
+        .filter(|m| m.name == "[vdso]" || m.name.starts_with("[vvar"))
+        .collect();
     for m in &image {
         diag!("{}", m.line);
     }
     let text = image.iter().find(|m| m.name == "[vdso]").map(|m| m.start);
-    let inside = image.iter().all(|m| m.start >= free && m.end <= free + (1 << 20));
+    let inside = image
+        .iter()
+        .all(|m| m.start >= free && m.end <= free + (1 << 20));
     let mut c = Checks::default();
-    c.check(base == addr, format!("returned base {base:#x} (want {addr:#x})"));
+    c.check(
+        base == addr,
+        format!("returned base {base:#x} (want {addr:#x})"),
+    );
     let shown = text.map_or("none".to_string(), |t| format!("{t:#x}"));
-    c.check(text == Some(addr), format!("[vdso] text at {shown} (want {addr:#x})"));
-    c.check(inside, format!("vvar and text inside the free range {free:#x}-{:#x}", free + (1 << 20)));
+    c.check(
+        text == Some(addr),
+        format!("[vdso] text at {shown} (want {addr:#x})"),
+    );
+    c.check(
+        inside,
+        format!(
+            "vvar and text inside the free range {free:#x}-{:#x}",
+            free + (1 << 20)
+        ),
+    );
     c.finish()
 }
 
@@ -244,12 +319,18 @@ fn fork_inherits_compat() -> Outcome {
     let child = sys::fork_child(|| {
         let g = sys::get_compat();
         let class = MappedVdso::find().and_then(|v| v.elf().ok().map(|e| e.class()));
-        diag!("child: ARCH_GET_COMPAT = {}, [vdso] EI_CLASS {class:?}", sys::show(g));
+        diag!(
+            "child: ARCH_GET_COMPAT = {}, [vdso] EI_CLASS {class:?}",
+            sys::show(g)
+        );
         i32::from(!(g == Ok(1) && class == Some(vdso::ELFCLASS32)))
     });
     let exit = sys::wait_exit(child, 5000);
     diag!("child {exit}");
-    ensure!(exit == Exit::Code(0), "forked child does not inherit the compat state ({exit})");
+    ensure!(
+        exit == Exit::Code(0),
+        "forked child does not inherit the compat state ({exit})"
+    );
     Ok(())
 }
 
@@ -287,7 +368,10 @@ fn execve_resets_compat() -> Outcome {
         let arg1 = std::ffi::CString::new(EXEC_PROBE_ARG).unwrap();
         let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
         unsafe { libc::execv(exe.as_ptr(), argv.as_ptr()) };
-        diag!("execv /proc/self/exe failed: {}", sys::errno_name(sys::errno()));
+        diag!(
+            "execv /proc/self/exe failed: {}",
+            sys::errno_name(sys::errno())
+        );
         101
     });
     let exit = sys::wait_exit(child, 10_000);
@@ -301,24 +385,53 @@ fn set_native_restores() -> Outcome {
     set_compat(0)?;
     let r = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
     diag!("arch_prctl(ARCH_SET_NATIVE, 0) = {}", sys::show(r));
-    let base = r.map_err(|e| Failure::Fail(format!("ARCH_SET_NATIVE failed: {}", sys::errno_name(e))))?;
+    let base =
+        r.map_err(|e| Failure::Fail(format!("ARCH_SET_NATIVE failed: {}", sys::errno_name(e))))?;
     let mut c = Checks::default();
-    let v = MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso] after ARCH_SET_NATIVE".into()))?;
-    diag!("[vdso] {:#x}-{:#x}, header {}", v.base, v.base + v.len, v.header_hex());
-    c.check(v.base == base, format!("[vdso] at {:#x} is the returned base {base:#x}", v.base));
+    let v = MappedVdso::find()
+        .ok_or_else(|| Failure::Fail("no [vdso] after ARCH_SET_NATIVE".into()))?;
+    diag!(
+        "[vdso] {:#x}-{:#x}, header {}",
+        v.base,
+        v.base + v.len,
+        v.header_hex()
+    );
+    c.check(
+        v.base == base,
+        format!("[vdso] at {:#x} is the returned base {base:#x}", v.base),
+    );
     let elf = v.elf().map_err(Failure::Fail)?;
-    c.check(elf.class() == vdso::ELFCLASS64, format!("EI_CLASS {} (want 2, ELFCLASS64)", elf.class()));
-    c.check(elf.machine() == vdso::EM_X86_64, format!("e_machine {} (want 62, EM_X86_64)", elf.machine()));
+    c.check(
+        elf.class() == vdso::ELFCLASS64,
+        format!("EI_CLASS {} (want 2, ELFCLASS64)", elf.class()),
+    );
+    c.check(
+        elf.machine() == vdso::EM_X86_64,
+        format!("e_machine {} (want 62, EM_X86_64)", elf.machine()),
+    );
     if elf.class() == vdso::ELFCLASS64 {
         match v.symbol("__vdso_clock_gettime") {
             Ok(f) => {
                 // glibc still points at the old image: call the new one directly.
-                let f: extern "C" fn(libc::clockid_t, *mut libc::timespec) -> i32 = unsafe { std::mem::transmute(f) };
-                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-                let mut ks = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                let f: extern "C" fn(libc::clockid_t, *mut libc::timespec) -> i32 =
+                    unsafe { std::mem::transmute(f) };
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                let mut ks = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
                 let rv = f(libc::CLOCK_MONOTONIC, &mut ts);
                 unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ks) };
-                diag!("vDSO clock_gettime = {rv}, {}.{:09} s; syscall after it says {}.{:09} s", ts.tv_sec, ts.tv_nsec, ks.tv_sec, ks.tv_nsec);
+                diag!(
+                    "vDSO clock_gettime = {rv}, {}.{:09} s; syscall after it says {}.{:09} s",
+                    ts.tv_sec,
+                    ts.tv_nsec,
+                    ks.tv_sec,
+                    ks.tv_nsec
+                );
                 let ns = |t: &libc::timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
                 let (v, k) = (ns(&ts), ns(&ks));
                 c.check(
@@ -330,13 +443,24 @@ fn set_native_restores() -> Outcome {
         }
     }
     let vsys = sys::find_map("[vsyscall]");
-    diag!("{}", vsys.as_ref().map(|m| m.line.as_str()).unwrap_or("no [vsyscall]"));
+    diag!(
+        "{}",
+        vsys.as_ref()
+            .map(|m| m.line.as_str())
+            .unwrap_or("no [vsyscall]")
+    );
     c.check(vsys.is_some(), "[vsyscall] listed again");
     let m = sys::mmap_anon(0, PAGE, 0);
     diag!("mmap(0, 4096) = {}", sys::show(m));
-    c.check(matches!(m, Ok(a) if a >= FOUR_GIB), "hint-less mmap above 4 GiB again");
+    c.check(
+        matches!(m, Ok(a) if a >= FOUR_GIB),
+        "hint-less mmap above 4 GiB again",
+    );
     let g = sys::get_compat();
-    c.check(g == Ok(0), format!("ARCH_GET_COMPAT {} (want 0)", sys::show(g)));
+    c.check(
+        g == Ok(0),
+        format!("ARCH_GET_COMPAT {} (want 0)", sys::show(g)),
+    );
     c.finish()
 }
 
@@ -348,15 +472,33 @@ fn set_compat_ebusy_threads() -> Outcome {
     });
     let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
     let g = sys::get_compat();
-    diag!("with 2 threads: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}", sys::show(r), sys::show(g));
+    diag!(
+        "with 2 threads: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}",
+        sys::show(r),
+        sys::show(g)
+    );
     let _ = tx.send(());
     let _ = t.join();
     let mut c = Checks::default();
-    c.check(r == Err(libc::EBUSY), format!("thread: ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)));
+    c.check(
+        r == Err(libc::EBUSY),
+        format!("thread: ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)),
+    );
     c.check(g == Ok(0), "still native");
-    let (r, g) = with_clone_vm_child(|| (sys::arch_prctl(sys::ARCH_SET_COMPAT, 0), sys::get_compat()))?;
-    diag!("with a CLONE_VM child: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}", sys::show(r), sys::show(g));
-    c.check(r == Err(libc::EBUSY), format!("CLONE_VM child: ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)));
+    let (r, g) =
+        with_clone_vm_child(|| (sys::arch_prctl(sys::ARCH_SET_COMPAT, 0), sys::get_compat()))?;
+    diag!(
+        "with a CLONE_VM child: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}",
+        sys::show(r),
+        sys::show(g)
+    );
+    c.check(
+        r == Err(libc::EBUSY),
+        format!(
+            "CLONE_VM child: ARCH_SET_COMPAT {} (want EBUSY)",
+            sys::show(r)
+        ),
+    );
     c.check(g == Ok(0), "still native");
     c.finish()
 }
@@ -387,7 +529,10 @@ fn with_clone_vm_child<T>(f: impl FnOnce() -> T) -> Result<T, Failure> {
         )
     };
     if pid < 0 {
-        return Err(Failure::Fail(format!("clone(CLONE_VM) failed: {}", sys::errno_name(sys::errno()))));
+        return Err(Failure::Fail(format!(
+            "clone(CLONE_VM) failed: {}",
+            sys::errno_name(sys::errno())
+        )));
     }
     let out = f();
     unsafe {
@@ -404,7 +549,10 @@ fn set_compat_einval_bad_addr() -> Outcome {
     for addr in [low + 1, low + 0x800, FOUR_GIB, 0x7fff_0000_0000] {
         let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, addr);
         diag!("arch_prctl(ARCH_SET_COMPAT, {addr:#x}) = {}", sys::show(r));
-        c.check(r == Err(libc::EINVAL), format!("{addr:#x}: {} (want EINVAL)", sys::show(r)));
+        c.check(
+            r == Err(libc::EINVAL),
+            format!("{addr:#x}: {} (want EINVAL)", sys::show(r)),
+        );
     }
     let g = sys::get_compat();
     c.check(g == Ok(0), format!("still native ({})", sys::show(g)));
@@ -424,8 +572,14 @@ fn set_compat_twice_ealready() -> Outcome {
         sys::show(back)
     );
     let mut c = Checks::default();
-    c.check(native_twice == Err(libc::EALREADY), "ARCH_SET_NATIVE on a native process: EALREADY");
-    c.check(again == Err(libc::EALREADY), "second ARCH_SET_COMPAT: EALREADY");
+    c.check(
+        native_twice == Err(libc::EALREADY),
+        "ARCH_SET_NATIVE on a native process: EALREADY",
+    );
+    c.check(
+        again == Err(libc::EALREADY),
+        "second ARCH_SET_COMPAT: EALREADY",
+    );
     c.check(back.is_ok(), "ARCH_SET_NATIVE after the switch succeeds");
     c.finish()
 }
@@ -446,7 +600,14 @@ fn set_compat_ptrace_rejected() -> Outcome {
         }
     });
     wait_stop(child)?;
-    let r = unsafe { libc::ptrace(PTRACE_ARCH_PRCTL, child, 0usize, sys::ARCH_SET_COMPAT as usize) };
+    let r = unsafe {
+        libc::ptrace(
+            PTRACE_ARCH_PRCTL,
+            child,
+            0usize,
+            sys::ARCH_SET_COMPAT as usize,
+        )
+    };
     let err = sys::errno();
     let tracer = sys::get_compat();
     unsafe { libc::ptrace(libc::PTRACE_CONT, child, 0, 0) };
@@ -457,9 +618,15 @@ fn set_compat_ptrace_rejected() -> Outcome {
         sys::show(tracer)
     );
     let mut c = Checks::default();
-    c.check(r < 0 && err == libc::EINVAL, "PTRACE_ARCH_PRCTL rejected with EINVAL");
+    c.check(
+        r < 0 && err == libc::EINVAL,
+        "PTRACE_ARCH_PRCTL rejected with EINVAL",
+    );
     c.check(tracer == Ok(0), "tracer still native");
-    c.check(exit == Exit::Code(0), "tracee still native (exit status = its ARCH_GET_COMPAT)");
+    c.check(
+        exit == Exit::Code(0),
+        "tracee still native (exit status = its ARCH_GET_COMPAT)",
+    );
     c.finish()
 }
 

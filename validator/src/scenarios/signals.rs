@@ -36,12 +36,19 @@ const SA_RESTORER: u32 = 0x0400_0000;
 pub fn install_compat_handler(with_restorer: bool) -> Result<(), i32> {
     let act = thunks::scratch() as *mut u32;
     let flags = libc::SA_SIGINFO as u32 | if with_restorer { SA_RESTORER } else { 0 };
-    let restorer = if with_restorer { thunks::entry(Entry::RtRestorer32) } else { 0 };
+    let restorer = if with_restorer {
+        thunks::entry(Entry::RtRestorer32)
+    } else {
+        0
+    };
     let words = [thunks::entry(Entry::RtHandler32), flags, restorer, 0, 0];
     for (i, w) in words.iter().enumerate() {
         unsafe { act.add(i).write_volatile(*w) };
     }
-    let r = thunks::int80_from_64(nr32::RT_SIGACTION, &[libc::SIGUSR1 as u32, act as u64 as u32, 0, 8]);
+    let r = thunks::int80_from_64(
+        nr32::RT_SIGACTION,
+        &[libc::SIGUSR1 as u32, act as u64 as u32, 0, 8],
+    );
     sys::decode_raw(r).map(|_| ())
 }
 
@@ -67,14 +74,22 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
         let r = thunks::int80_from_32(nr32::KILL, &[pid, libc::SIGUSR1 as u32]);
         let [sig, cs, eip, count, restorer] = thunks::handler_record();
         let after = thunks::entry(Entry::Int80After);
-        let place = sys::map_containing(restorer as u64).map(|m| m.line).unwrap_or_else(|| "unmapped".into());
+        let place = sys::map_containing(restorer as u64)
+            .map(|m| m.line)
+            .unwrap_or_else(|| "unmapped".into());
         diag!("the handler returned to {restorer:#x}: {place}");
         diag!("back in 32-bit caller: kill = {r}; handler saw sig {sig}, saved cs {:#x}, saved eip {eip:#x} (int 0x80 returns to {after:#x}), ran {count} time(s)", cs & 0xffff);
         let mut c = Checks::default();
         c.check(r == 0, format!("kill returned {r}"));
         c.check(sig == libc::SIGUSR1 as u32, format!("handler signal {sig}"));
-        c.check(cs & 0xffff == 0x23, format!("ia32 frame cs {:#x} (want 0x23)", cs & 0xffff));
-        c.check(eip == after, format!("ia32 frame eip {eip:#x} (want {after:#x})"));
+        c.check(
+            cs & 0xffff == 0x23,
+            format!("ia32 frame cs {:#x} (want 0x23)", cs & 0xffff),
+        );
+        c.check(
+            eip == after,
+            format!("ia32 frame eip {eip:#x} (want {after:#x})"),
+        );
         c.check(count == 1, format!("handler ran {count} time(s)"));
         match c.finish() {
             Ok(()) => 0,
@@ -84,7 +99,14 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
     let exit = sys::wait_exit(child, 10_000);
     let crash = runner::crash_info();
     let crash_text = crash.map(|c| format!(": {c}")).unwrap_or_default();
-    diag!("child {exit}{}", if matches!(exit, Exit::Signal(_)) { crash_text.as_str() } else { "" });
+    diag!(
+        "child {exit}{}",
+        if matches!(exit, Exit::Signal(_)) {
+            crash_text.as_str()
+        } else {
+            ""
+        }
+    );
     if let (Exit::Signal(_), Some(c), Some(v)) = (exit, crash, sys::find_map("[vdso]")) {
         // vanilla: context.vdso + an offset of the 32-bit image, cut to 32 bits
         let low_base = v.start & 0xffff_ffff;
@@ -96,7 +118,10 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
             );
         }
     }
-    ensure!(exit == Exit::Code(0), "handler did not return correctly to the 32-bit caller ({exit})");
+    ensure!(
+        exit == Exit::Code(0),
+        "handler did not return correctly to the 32-bit caller ({exit})"
+    );
     Ok(())
 }
 
@@ -105,7 +130,9 @@ fn compat_sigaction_ia32_frame() -> Outcome {
 }
 
 fn compat_sigaction_no_restorer() -> Outcome {
-    let vdso = sys::find_map("[vdso]").map(|m| m.line).unwrap_or_else(|| "none".into());
+    let vdso = sys::find_map("[vdso]")
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into());
     diag!("vDSO while the signal is delivered: {vdso}");
     raise_in_32bit(false)
 }

@@ -39,20 +39,41 @@ pub fn free_low_address(len: u64) -> Result<u64, Failure> {
 /// Checks that the mapped [vdso] is an ELFCLASS32 i386 image below 4 GiB
 /// and that its __kernel_vsyscall performs getpid from 32-bit code.
 pub fn check_vdso32_works(c: &mut Checks) -> Result<(), Failure> {
-    let v = MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso] in /proc/self/maps".into()))?;
-    diag!("[vdso] {:#x}-{:#x}, header {}", v.base, v.base + v.len, v.header_hex());
-    c.check(v.base + v.len <= FOUR_GIB, format!("[vdso] {:#x} below 4 GiB", v.base));
+    let v =
+        MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso] in /proc/self/maps".into()))?;
+    diag!(
+        "[vdso] {:#x}-{:#x}, header {}",
+        v.base,
+        v.base + v.len,
+        v.header_hex()
+    );
+    c.check(
+        v.base + v.len <= FOUR_GIB,
+        format!("[vdso] {:#x} below 4 GiB", v.base),
+    );
     let elf = v.elf().map_err(Failure::Fail)?;
-    c.check(elf.class() == vdso::ELFCLASS32, format!("EI_CLASS {} (want 1, ELFCLASS32)", elf.class()));
-    c.check(elf.machine() == vdso::EM_386, format!("e_machine {} (want 3, EM_386)", elf.machine()));
+    c.check(
+        elf.class() == vdso::ELFCLASS32,
+        format!("EI_CLASS {} (want 1, ELFCLASS32)", elf.class()),
+    );
+    c.check(
+        elf.machine() == vdso::EM_386,
+        format!("e_machine {} (want 3, EM_386)", elf.machine()),
+    );
     if elf.class() != vdso::ELFCLASS32 || v.base + v.len > FOUR_GIB {
         return Ok(());
     }
     let vsyscall = v.symbol("__kernel_vsyscall").map_err(Failure::Fail)?;
     let pid = sys::getpid();
     let out = thunks::call32(vsyscall as u32, Regs32::syscall(nr32::GETPID, &[]));
-    diag!("__kernel_vsyscall at {vsyscall:#x}: getpid from 32-bit code = {}, getpid() = {pid}", out.eax as i32);
-    c.check(out.eax as i32 == pid, format!("__kernel_vsyscall getpid {} (want {pid})", out.eax as i32));
+    diag!(
+        "__kernel_vsyscall at {vsyscall:#x}: getpid from 32-bit code = {}, getpid() = {pid}",
+        out.eax as i32
+    );
+    c.check(
+        out.eax as i32 == pid,
+        format!("__kernel_vsyscall getpid {} (want {pid})", out.eax as i32),
+    );
     Ok(())
 }
 
@@ -63,7 +84,10 @@ fn map_vdso_32() -> Outcome {
     // From here on glibc's cached vDSO pointers dangle: no clock calls.
     let hint = free_low_address(1 << 20)?;
     let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
-    diag!("arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {} (image size)", sys::show(r));
+    diag!(
+        "arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {} (image size)",
+        sys::show(r)
+    );
     ensure!(r.is_ok(), "ARCH_MAP_VDSO_32 failed: {}", sys::show(r));
     let mut c = Checks::default();
     check_vdso32_works(&mut c)?;
@@ -73,9 +97,19 @@ fn map_vdso_32() -> Outcome {
 fn map_vdso_64_eexist() -> Outcome {
     let r64 = sys::arch_prctl(sys::ARCH_MAP_VDSO_64, 0);
     let r32 = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, 0);
-    diag!("ARCH_MAP_VDSO_64 = {}, ARCH_MAP_VDSO_32 = {}", sys::show(r64), sys::show(r32));
+    diag!(
+        "ARCH_MAP_VDSO_64 = {}, ARCH_MAP_VDSO_32 = {}",
+        sys::show(r64),
+        sys::show(r32)
+    );
     let mut c = Checks::default();
-    c.check(r64 == Err(libc::EEXIST), format!("ARCH_MAP_VDSO_64 {} (want EEXIST)", sys::show(r64)));
-    c.check(r32 == Err(libc::EEXIST), format!("ARCH_MAP_VDSO_32 {} (want EEXIST)", sys::show(r32)));
+    c.check(
+        r64 == Err(libc::EEXIST),
+        format!("ARCH_MAP_VDSO_64 {} (want EEXIST)", sys::show(r64)),
+    );
+    c.check(
+        r32 == Err(libc::EEXIST),
+        format!("ARCH_MAP_VDSO_32 {} (want EEXIST)", sys::show(r32)),
+    );
     c.finish()
 }
