@@ -1,6 +1,7 @@
 //! The interface the series adds: ARCH_SET_COMPAT (0x2004), ARCH_SET_NATIVE
-//! (0x2005), ARCH_GET_COMPAT (0x2006) and MAP_ABOVE4G. On vanilla every
-//! scenario here fails at the ARCH_GET_COMPAT probe (EINVAL).
+//! (0x2005), ARCH_GET_COMPAT (0x2006) and MAP_ABOVE4G. On vanilla the
+//! scenarios here fail at the ARCH_GET_COMPAT probe (EINVAL), except
+//! ptrace_map_vdso_rejected, whose vanilla behaviour is observed directly.
 
 use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
 use crate::scenarios::introspection::wait_stop;
@@ -92,6 +93,14 @@ pub const SCENARIOS: &[Scenario] = &[
         execve_resets_compat,
     ),
     series(
+        "native_signal_after_set_compat",
+        "After ARCH_SET_COMPAT a 64-bit handler (glibc sigaction) still runs and returns for a signal raised in \
+         64-bit code",
+        "The switched process still runs its 64-bit code; native signal delivery must not depend on the vDSO \
+         image that was swapped.",
+        native_signal_after_set_compat,
+    ),
+    series(
         "set_native_restores",
         "ARCH_SET_NATIVE returns the new base of an ELFCLASS64 vDSO whose clock_gettime works, [vsyscall] is \
          back, mmap lands above 4 GiB and ARCH_GET_COMPAT reads 0",
@@ -116,6 +125,14 @@ pub const SCENARIOS: &[Scenario] = &[
         "ARCH_SET_COMPAT twice fails with EALREADY, as does ARCH_SET_NATIVE on a native process",
         "Repeated calls must not remap the vDSO again behind userspace's back.",
         set_compat_twice_ealready,
+    ),
+    series(
+        "ptrace_map_vdso_rejected",
+        "PTRACE_ARCH_PRCTL(ARCH_MAP_VDSO_32) from a tracer without a vDSO fails with EINVAL instead of mapping \
+         a vDSO into the tracer",
+        "Vanilla's map_vdso_once() works on current->mm, so the tracer gets the vDSO meant for the tracee; the \
+         series closes this hole next to its own ptrace check.",
+        ptrace_map_vdso_rejected,
     ),
     series(
         "set_compat_ptrace_rejected",
@@ -585,6 +602,95 @@ fn set_compat_twice_ealready() -> Outcome {
 }
 
 const PTRACE_ARCH_PRCTL: libc::c_uint = 30;
+
+static NATIVE_HANDLER_RAN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn native_handler(_sig: i32) {
+    NATIVE_HANDLER_RAN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn native_signal_after_set_compat() -> Outcome {
+    require_series()?;
+    set_compat(0)?;
+    let old = unsafe {
+        libc::signal(
+            libc::SIGUSR2,
+            native_handler as extern "C" fn(i32) as libc::sighandler_t,
+        )
+    };
+    ensure!(
+        old != libc::SIG_ERR,
+        "sigaction failed: {}",
+        sys::errno_name(sys::errno())
+    );
+    let r = unsafe { libc::kill(sys::getpid(), libc::SIGUSR2) };
+    let ran = NATIVE_HANDLER_RAN.load(std::sync::atomic::Ordering::SeqCst);
+    let cs = thunks::current_cs();
+    diag!(
+        "kill(self, SIGUSR2) = {r}; 64-bit handler ran {ran} time(s); back in code with cs {cs:#x}"
+    );
+    ensure!(
+        r == 0 && ran == 1 && cs == 0x33,
+        "64-bit signal delivery after ARCH_SET_COMPAT"
+    );
+    Ok(())
+}
+
+/// Not gated on the series: vanilla's behaviour is observable (it maps a
+/// vDSO into the tracer).
+fn ptrace_map_vdso_rejected() -> Outcome {
+    let tracee = sys::fork_child(|| {
+        unsafe {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::kill(sys::getpid(), libc::SIGSTOP);
+        }
+        0
+    });
+    wait_stop(tracee)?;
+    // Without a vDSO of its own the tracer would accept a new one.
+    let removed = vdso::unmap_all();
+    diag!("tracer unmapped {}", removed.join(", "));
+    let hint = free_low_address(1 << 20)?;
+    let r = unsafe {
+        libc::ptrace(
+            PTRACE_ARCH_PRCTL,
+            tracee,
+            hint as usize,
+            sys::ARCH_MAP_VDSO_32 as usize,
+        )
+    };
+    let err = sys::errno();
+    let tracer_vdso = sys::find_map("[vdso]").map(|m| m.line);
+    let tracee_vdso = sys::maps_of(&tracee.to_string())
+        .into_iter()
+        .find(|m| m.name == "[vdso]")
+        .map(|m| m.line);
+    unsafe { libc::ptrace(libc::PTRACE_CONT, tracee, 0, 0) };
+    sys::wait_exit(tracee, 5000);
+    diag!(
+        "ptrace(PTRACE_ARCH_PRCTL, tracee, {hint:#x}, ARCH_MAP_VDSO_32) = {}",
+        if r < 0 {
+            format!("-1 {}", sys::errno_name(err))
+        } else {
+            format!("{r:#x}")
+        }
+    );
+    diag!(
+        "tracer [vdso]: {}",
+        tracer_vdso.as_deref().unwrap_or("none")
+    );
+    diag!(
+        "tracee [vdso]: {}",
+        tracee_vdso.as_deref().unwrap_or("none")
+    );
+    let mut c = Checks::default();
+    c.check(
+        r < 0 && err == libc::EINVAL,
+        "PTRACE_ARCH_PRCTL(ARCH_MAP_VDSO_32) rejected with EINVAL",
+    );
+    c.check(tracer_vdso.is_none(), "nothing mapped into the tracer");
+    c.finish()
+}
 
 fn set_compat_ptrace_rejected() -> Outcome {
     require_series()?;
