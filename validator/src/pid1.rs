@@ -25,6 +25,24 @@ fn mount(source: &str, target: &str, fstype: &str) {
     }
 }
 
+/// The kernel opens /dev/console as fds 0-2 only if the initramfs has it;
+/// otherwise take it from the devtmpfs just mounted.
+fn ensure_console() {
+    if unsafe { libc::fcntl(1, libc::F_GETFD) } >= 0 {
+        return;
+    }
+    let path = CString::new("/dev/console").unwrap();
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+    if fd >= 0 {
+        for target in 0..3 {
+            unsafe { libc::dup2(fd, target) };
+        }
+        if fd > 2 {
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// `validator.<key>=value` or bare `validator.<key>` on the kernel command line.
 pub fn cmdline_option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     let full = format!("validator.{key}");
@@ -43,6 +61,7 @@ pub fn run() -> ! {
     mount("sysfs", "/sys", "sysfs");
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("tmpfs", "/tmp", "tmpfs");
+    ensure_console();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if cmdline_option(&cmdline, "shell").is_some() && std::path::Path::new("/bin/sh").exists() {
         let sh = CString::new("/bin/sh").unwrap();

@@ -65,7 +65,7 @@ fn gate_round_trip() -> Outcome {
     let mut c = Checks::default();
     c.check(
         out.eax == 4,
-        format!("0x48 decoded as dec eax (eax {} , want 4)", out.eax),
+        format!("0x48 decoded as dec eax (eax {}, want 4)", out.eax),
     );
     c.check(
         out.ebx & 0xffff == 0x23,
@@ -120,10 +120,13 @@ fn sysenter_without_vdso32() -> Outcome {
         0
     });
     let exit = sys::wait_exit(child, 5000);
-    let crash = crate::runner::crash_info()
-        .map(|c| c.to_string())
-        .unwrap_or_default();
-    diag!("child: {exit} {crash}");
+    match (exit, crate::runner::crash_info()) {
+        (Exit::Signal(_), Some(c)) => {
+            diag!("child {exit}: {c}");
+            diag_truncated_vdso_address(c.rip);
+        }
+        _ => diag!("child {exit}"),
+    }
     match exit {
         Exit::Signal(libc::SIGSEGV) if !intel && hypervisor == "TCGTCGTCGTCG" => {
             // QEMU's TCG executes sysenter in compat mode whatever the
@@ -144,4 +147,20 @@ fn sysenter_without_vdso32() -> Outcome {
         other => crate::fail!("sysenter did not kill the caller: {other}"),
     }
     Ok(())
+}
+
+/// Says so when a fault address is the 64-bit [vdso] base cut to 32 bits
+/// plus an offset: the kernel sent 32-bit code to `context.vdso + <offset
+/// in the 32-bit image>` while the 64-bit image is mapped.
+pub fn diag_truncated_vdso_address(addr: u64) {
+    if let Some(v) = sys::find_map("[vdso]") {
+        let low_base = v.start & 0xffff_ffff;
+        if addr >= low_base && addr < low_base + (v.end - v.start) {
+            diag!(
+                "{addr:#x} is the 64-bit [vdso] base {:#x} truncated to 32 bits, + {:#x}",
+                v.start,
+                addr - low_base
+            );
+        }
+    }
 }

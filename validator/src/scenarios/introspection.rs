@@ -89,7 +89,15 @@ fn ptrace_prstatus_size() -> Outcome {
     for (mode, want_len, want_cs) in [("32-bit", 68usize, 0x23u64), ("64-bit", 216, 0x33)] {
         let sig = wait_stop(child)?;
         let r = prstatus(child);
-        diag!("stopped in {mode} code by signal {sig}: NT_PRSTATUS {r:?} (size, cs)");
+        match r {
+            Ok((len, cs)) => {
+                diag!("stopped in {mode} code by signal {sig}: NT_PRSTATUS {len} bytes, cs {cs:#x}")
+            }
+            Err(e) => diag!(
+                "stopped in {mode} code by signal {sig}: GETREGSET -1 {}",
+                sys::errno_name(e)
+            ),
+        }
         match r {
             Ok((len, cs)) => {
                 c.check(

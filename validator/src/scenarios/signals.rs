@@ -62,7 +62,13 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
         // for an ia32 process booted with vdso32=0: it needs an executable
         // stack, like legacy ia32 programs have.
         let r = thunks::make_stack_executable();
-        diag!("32-bit stack made executable: {}", sys::show(r.map(|_| 0)));
+        diag!(
+            "32-bit stack made executable: {}",
+            r.map_or_else(
+                |e| format!("mprotect failed: {}", sys::errno_name(e)),
+                |_| "ok".to_string()
+            )
+        );
     }
     let child = sys::fork_child(|| {
         thunks::reset_handler_record();
@@ -107,16 +113,8 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
             ""
         }
     );
-    if let (Exit::Signal(_), Some(c), Some(v)) = (exit, crash, sys::find_map("[vdso]")) {
-        // vanilla: context.vdso + an offset of the 32-bit image, cut to 32 bits
-        let low_base = v.start & 0xffff_ffff;
-        if c.rip >= low_base && c.rip < low_base + (v.end - v.start) {
-            diag!(
-                "the fault address is the 64-bit [vdso] base {:#x} + {:#x}, truncated to 32 bits",
-                v.start,
-                c.rip - low_base
-            );
-        }
+    if let (Exit::Signal(_), Some(c)) = (exit, crash) {
+        crate::scenarios::gate::diag_truncated_vdso_address(c.rip);
     }
     ensure!(
         exit == Exit::Code(0),
