@@ -40,6 +40,13 @@ struct Cli {
 enum Command {
     /// Build vanilla and patched kernels, boot both, print the before/after table.
     Compare(RunOpts),
+    /// Build kernels only (both unless --variant is given); no VM.
+    Build {
+        #[arg(long, value_enum)]
+        variant: Option<Variant>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
     /// Build one kernel, boot it with the validator and print its results.
     Run {
         #[arg(long, value_enum, default_value_t = Variant::Patched)]
@@ -133,6 +140,7 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<i32> = match cli.command {
         Command::Compare(opts) => compare::run(&opts),
+        Command::Build { variant, opts } => pipeline::build_only(variant, &opts),
         Command::Run { variant, opts } => pipeline::run_one(variant, &opts),
         Command::Shell { variant, opts } => pipeline::shell(variant, &opts),
         Command::Gdb { variant, opts } => pipeline::gdb(variant, &opts),

@@ -191,6 +191,20 @@ pub fn print_problems(report: &RunReport) {
     }
 }
 
+/// `cargo xtask build`: kernels only, printing where they are.
+pub fn build_only(variant: Option<Variant>, opts: &RunOpts) -> Result<i32> {
+    let ws = Workspace::open(opts)?;
+    let variants = match variant {
+        Some(v) => vec![v],
+        None => vec![Variant::Vanilla, Variant::Patched],
+    };
+    for v in variants {
+        let kernel = ws.kernel(v)?;
+        println!("{}: {} (config {})", v.name(), kernel.bzimage.display(), kernel.build_dir.join(".config").display());
+    }
+    Ok(0)
+}
+
 /// `cargo xtask run`: one kernel, its results against its expectations.
 pub fn run_one(variant: Variant, opts: &RunOpts) -> Result<i32> {
     let ws = Workspace::open(opts)?;

@@ -187,6 +187,7 @@ fn commit_import(src: &Path, log: &Path, message: &str) -> Result<()> {
     cmd::logged(git(src).args(["add", "--all", "--force", "."]), log)?;
     let unchanged = git(src)
         .args(["diff", "--cached", "--quiet", "HEAD"])
+        .stderr(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
