@@ -169,6 +169,31 @@ vb_p32_rt_restorer:
     int $0x80
     ud2
 
+    /* ia32 non-rt handler(sig), used without SA_SIGINFO: struct
+     * sigframe_ia32 is pretcode, sig, then sigcontext_32 (ip at +56, cs at
+     * +60). Records like vb_p32_rt_handler. */
+vb_p32_handler:
+    call 1f
+1:  pop %ecx
+    lea (vb_data - 1b)(%ecx), %ecx
+    mov 4(%esp), %eax
+    mov %eax, 0(%ecx)
+    mov 68(%esp), %eax
+    mov %eax, 4(%ecx)
+    mov 64(%esp), %eax
+    mov %eax, 8(%ecx)
+    incl 12(%ecx)
+    mov (%esp), %eax
+    mov %eax, 16(%ecx)
+    ret
+
+    /* The non-rt restorer must drop the signal number first. */
+vb_p32_restorer:
+    pop %eax
+    mov $119, %eax              /* sigreturn (ia32) */
+    int $0x80
+    ud2
+
     /* vb_criu_enter(rdi = munmap start, rsi = munmap length, rdx = 32-bit
      * stack top, rcx = 32-bit entry, r8 = parameter block below 4 GiB).
      * 64-bit code that runs from low memory, so it may unmap everything
@@ -260,6 +285,8 @@ vb_offsets:
     .quad vb_criu_enter - vb_start
     .quad vb_p32_criu_main - vb_start
     .quad vb_data - vb_start
+    .quad vb_p32_handler - vb_start
+    .quad vb_p32_restorer - vb_start
     .code64
     .popsection
 "#,
@@ -269,7 +296,7 @@ vb_offsets:
 extern "C" {
     static vb_start: u8;
     static vb_end: u8;
-    static vb_offsets: [u64; 10];
+    static vb_offsets: [u64; 12];
 }
 
 /// Entry points in the blob, in the order of `vb_offsets`.
@@ -286,6 +313,8 @@ pub enum Entry {
     CriuEnter64,
     CriuMain32,
     Data,
+    Handler32,
+    Restorer32,
 }
 
 /// Register block exchanged with 32-bit code; must live below 4 GiB.

@@ -108,6 +108,7 @@ fn sysenter_without_vdso32() -> Outcome {
     let hypervisor = sys::hypervisor_signature();
     diag!("CPU vendor {vendor}, hypervisor '{hypervisor}'; vDSO: {vdso}");
     thunks::low();
+    crate::runner::clear_crash_info();
     let child = sys::fork_child(|| {
         let out = thunks::call32(
             thunks::entry(Entry::Sysenter32),

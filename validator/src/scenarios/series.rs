@@ -71,6 +71,13 @@ pub const SCENARIOS: &[Scenario] = &[
         set_compat_at_address,
     ),
     series(
+        "set_compat_without_vdso",
+        "ARCH_SET_COMPAT after [vdso]/[vvar] were unmapped maps a working ELFCLASS32 vDSO below 4 GiB",
+        "A restorer often unmaps everything it does not need before switching; the call must not depend on the \
+         old image still being there.",
+        set_compat_without_vdso,
+    ),
+    series(
         "compat_signal_vdso_restorer",
         "After ARCH_SET_COMPAT a compat handler without SA_RESTORER returns through the 32-bit vDSO's \
          __kernel_rt_sigreturn",
@@ -318,6 +325,27 @@ fn set_compat_at_address() -> Outcome {
     c.finish()
 }
 
+fn set_compat_without_vdso() -> Outcome {
+    require_series()?;
+    thunks::low();
+    let removed = vdso::unmap_all();
+    diag!("unmapped: {}", removed.join(", "));
+    let base = set_compat(0)?;
+    let mut c = Checks::default();
+    let text = sys::find_map("[vdso]").map(|m| m.start);
+    c.check(
+        text == Some(base),
+        format!("[vdso] at the returned base {base:#x}"),
+    );
+    check_vdso32_works(&mut c)?;
+    let g = sys::get_compat();
+    c.check(
+        g == Ok(1),
+        format!("ARCH_GET_COMPAT {} (want 1)", sys::show(g)),
+    );
+    c.finish()
+}
+
 fn compat_signal_vdso_restorer() -> Outcome {
     require_series()?;
     thunks::low();
@@ -327,7 +355,7 @@ fn compat_signal_vdso_restorer() -> Outcome {
         Ok(a) => diag!("__kernel_rt_sigreturn of the new image at {a:#x}"),
         Err(e) => diag!("{e}"),
     }
-    crate::scenarios::signals::raise_in_32bit(false)
+    crate::scenarios::signals::raise_in_32bit(false, crate::scenarios::signals::Frame::Rt)
 }
 
 fn fork_inherits_compat() -> Outcome {

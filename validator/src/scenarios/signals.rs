@@ -18,9 +18,18 @@ pub const SCENARIOS: &[Scenario] = &[
         run: compat_sigaction_ia32_frame,
     },
     Scenario {
+        id: "compat_sigaction_nonrt_frame",
+        description: "Without SA_SIGINFO the handler gets the old ia32 sigframe (cs 0x23, eip after the int 0x80) \
+                      and returns through sigreturn (119)",
+        proves: "The second ia32 frame layout and compat sigreturn also work for 32-bit code of a 64-bit process.",
+        vanilla: Expect::Pass,
+        patched: Expect::Pass,
+        run: compat_sigaction_nonrt_frame,
+    },
+    Scenario {
         id: "compat_sigaction_no_restorer",
-        description: "A compat handler installed without SA_RESTORER returns correctly while the 64-bit vDSO \
-                      is mapped",
+        description: "A compat handler installed without SA_RESTORER (rt and non-rt frame) returns correctly \
+                      while the 64-bit vDSO is mapped",
         proves: "Vanilla returns through context.vdso plus a 32-bit-image offset, i.e. into the 64-bit image, \
                  and kills the task; the series must not jump into the wrong image.",
         vanilla: Expect::Fail,
@@ -31,17 +40,32 @@ pub const SCENARIOS: &[Scenario] = &[
 
 const SA_RESTORER: u32 = 0x0400_0000;
 
+/// Which ia32 frame the kernel builds: rt (SA_SIGINFO) or the old sigframe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    Rt,
+    NonRt,
+}
+
 /// Installs the 32-bit recording handler for SIGUSR1 with compat
 /// rt_sigaction (int 0x80 from 64-bit code, so SA_IA32_ABI is set).
-pub fn install_compat_handler(with_restorer: bool) -> Result<(), i32> {
+pub fn install_compat_handler(with_restorer: bool, frame: Frame) -> Result<(), i32> {
     let act = thunks::scratch() as *mut u32;
-    let flags = libc::SA_SIGINFO as u32 | if with_restorer { SA_RESTORER } else { 0 };
+    let (handler, own_restorer, siginfo) = match frame {
+        Frame::Rt => (
+            Entry::RtHandler32,
+            Entry::RtRestorer32,
+            libc::SA_SIGINFO as u32,
+        ),
+        Frame::NonRt => (Entry::Handler32, Entry::Restorer32, 0),
+    };
+    let flags = siginfo | if with_restorer { SA_RESTORER } else { 0 };
     let restorer = if with_restorer {
-        thunks::entry(Entry::RtRestorer32)
+        thunks::entry(own_restorer)
     } else {
         0
     };
-    let words = [thunks::entry(Entry::RtHandler32), flags, restorer, 0, 0];
+    let words = [thunks::entry(handler), flags, restorer, 0, 0];
     for (i, w) in words.iter().enumerate() {
         unsafe { act.add(i).write_volatile(*w) };
     }
@@ -54,7 +78,7 @@ pub fn install_compat_handler(with_restorer: bool) -> Result<(), i32> {
 
 /// In a child: install the compat handler, raise SIGUSR1 from 32-bit code
 /// and check what the handler recorded once control is back.
-pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
+pub fn raise_in_32bit(with_restorer: bool, frame: Frame) -> Outcome {
     thunks::low();
     if !with_restorer {
         // Without SA_RESTORER and without a 32-bit vDSO the only correct
@@ -70,9 +94,10 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
             )
         );
     }
+    runner::clear_crash_info();
     let child = sys::fork_child(|| {
         thunks::reset_handler_record();
-        if let Err(e) = install_compat_handler(with_restorer) {
+        if let Err(e) = install_compat_handler(with_restorer, frame) {
             diag!("compat rt_sigaction failed: {}", sys::errno_name(e));
             return 1;
         }
@@ -124,7 +149,11 @@ pub fn raise_in_32bit(with_restorer: bool) -> Outcome {
 }
 
 fn compat_sigaction_ia32_frame() -> Outcome {
-    raise_in_32bit(true)
+    raise_in_32bit(true, Frame::Rt)
+}
+
+fn compat_sigaction_nonrt_frame() -> Outcome {
+    raise_in_32bit(true, Frame::NonRt)
 }
 
 fn compat_sigaction_no_restorer() -> Outcome {
@@ -132,5 +161,16 @@ fn compat_sigaction_no_restorer() -> Outcome {
         .map(|m| m.line)
         .unwrap_or_else(|| "none".into());
     diag!("vDSO while the signal is delivered: {vdso}");
-    raise_in_32bit(false)
+    diag!("rt frame (SA_SIGINFO):");
+    let rt = raise_in_32bit(false, Frame::Rt);
+    diag!("non-rt frame:");
+    let non_rt = raise_in_32bit(false, Frame::NonRt);
+    match (rt, non_rt) {
+        (Ok(()), Ok(())) => Ok(()),
+        (rt, non_rt) => crate::fail!(
+            "handler without SA_RESTORER did not return: rt frame {}, non-rt frame {}",
+            if rt.is_ok() { "ok" } else { "failed" },
+            if non_rt.is_ok() { "ok" } else { "failed" }
+        ),
+    }
 }
