@@ -67,8 +67,9 @@ pub fn markdown(scenarios: &[&'static Scenario]) -> String {
          differs from the code.\n\n\
          Each scenario runs in a forked child with a timeout and prints the values it observed as KTAP\n\
          diagnostics (`# <id>: ...`). `ok`/`not ok` is the observed result; the columns below are the\n\
-         declared expectations. Scenarios for the series fail on vanilla at the ARCH_GET_COMPAT probe\n\
-         (EINVAL), which is the expected \"before\" result.\n\n\
+         declared expectations. Most scenarios for the series fail on vanilla at the ARCH_GET_COMPAT\n\
+         probe (EINVAL), which is the expected \"before\" result; the signal-restorer, ptrace and 4 GiB\n\
+         bound ones observe vanilla's own (wrong) behaviour and print it.\n\n\
          Series interface: `arch_prctl(ARCH_SET_COMPAT 0x2004, addr)`, `arch_prctl(ARCH_SET_NATIVE 0x2005, 0)`,\n\
          `arch_prctl(ARCH_GET_COMPAT 0x2006, &unsigned_long)`, `MAP_ABOVE4G 0x80`. Not covered: ENODEV with\n\
          ia32 emulation disabled (needs another kernel configuration); AT_SYSINFO_EHDR is not updated by the\n\

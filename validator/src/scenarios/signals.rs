@@ -31,7 +31,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "A compat handler installed without SA_RESTORER (rt and non-rt frame) returns correctly \
                       while the 64-bit vDSO is mapped",
         proves: "Vanilla returns through context.vdso plus a 32-bit-image offset, i.e. into the 64-bit image, \
-                 and kills the task; the series must not jump into the wrong image.",
+                 and kills the task; the series must not jump into the wrong image. Its fallback is the retcode in \
+                 the frame, so the 32-bit stack is made executable, as legacy ia32 programs have it.",
         vanilla: Expect::Fail,
         patched: Expect::Pass,
         run: compat_sigaction_no_restorer,
