@@ -224,6 +224,7 @@ pub fn run_one(
     let mut pending = Vec::new();
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
+    let mut child_exit: Option<sys::Exit> = None;
     let mut handle_line = |line: &str, diagnostics: &mut Vec<String>| {
         on_diag(line);
         diagnostics.push(line.to_string());
@@ -239,9 +240,20 @@ pub fn run_one(
             events: libc::POLLIN,
             revents: 0,
         };
-        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
-        if n < 0 && sys::errno() == libc::EINTR {
-            continue;
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(100) as i32) };
+        if child_exit.is_none() {
+            // A helper the scenario left behind (a stopped tracee, say) keeps
+            // the pipe open: once the scenario process is gone, end its group
+            // so the pipe reaches EOF instead of the timeout.
+            let mut status = 0;
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                child_exit = Some(if libc::WIFSIGNALED(status) {
+                    sys::Exit::Signal(libc::WTERMSIG(status))
+                } else {
+                    sys::Exit::Code(libc::WEXITSTATUS(status))
+                });
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
         }
         if n <= 0 {
             continue;
@@ -263,15 +275,17 @@ pub fn run_one(
     }
     unsafe { libc::close(rd) };
 
-    let exit = if timed_out {
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            libc::kill(pid, libc::SIGKILL);
+    let exit = match (child_exit, timed_out) {
+        (Some(exit), _) => exit,
+        (None, true) => {
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+            sys::wait_exit(pid, 5000);
+            sys::Exit::TimedOut
         }
-        sys::wait_exit(pid, 5000);
-        sys::Exit::TimedOut
-    } else {
-        sys::wait_exit(pid, timeout.as_millis().max(1000) as u64)
+        (None, false) => sys::wait_exit(pid, timeout.as_millis().max(1000) as u64),
     };
     // Leftover grandchildren (a stopped tracee, a hung helper) go too.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -370,6 +384,28 @@ mod tests {
             r.diagnostics.last().unwrap().contains("SIGILL"),
             "{:?}",
             r.diagnostics
+        );
+    }
+
+    #[test]
+    fn helper_left_stopped_does_not_hold_the_result() {
+        let start = Instant::now();
+        let r = run(
+            "leftover",
+            || {
+                sys::fork_child(|| {
+                    unsafe { libc::raise(libc::SIGSTOP) };
+                    0
+                });
+                Ok(())
+            },
+            10,
+        );
+        assert_eq!(r.observed, Observed::Pass);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
         );
     }
 
