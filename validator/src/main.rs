@@ -40,8 +40,8 @@ fn main() {
     let mut bench = false;
     let mut filter: Option<String> = None;
     let mut timeout = 20u64;
-    if std::env::args().nth(1).as_deref() == Some(scenarios::series::EXEC_PROBE_ARG) {
-        std::process::exit(scenarios::series::exec_probe());
+    if std::env::args().nth(1).as_deref() == Some(scenarios::compat_process::EXEC_PROBE_ARG) {
+        std::process::exit(scenarios::compat_process::exec_probe());
     }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

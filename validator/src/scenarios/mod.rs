@@ -4,6 +4,9 @@
 use crate::scenario::Scenario;
 
 pub mod bounds;
+pub mod compat_errors;
+pub mod compat_process;
+pub mod compat_switch;
 pub mod criu;
 pub mod gate;
 pub mod introspection;
@@ -19,7 +22,9 @@ pub fn all() -> Vec<&'static Scenario> {
         vdso_upstream::SCENARIOS,
         introspection::SCENARIOS,
         signals::SCENARIOS,
-        series::SCENARIOS,
+        compat_switch::SCENARIOS,
+        compat_process::SCENARIOS,
+        compat_errors::SCENARIOS,
         bounds::SCENARIOS,
         criu::SCENARIOS,
     ]
