@@ -11,7 +11,7 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;
     let validator = initramfs::build_validator()?;
-    let declared = report::declared(&validator)?;
+    let declared = report::declared(&validator, opts.filter.as_deref())?;
     let initrd = ws.validator_initramfs(&validator)?;
     let qemu = Qemu::find()?;
 
@@ -23,7 +23,7 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     });
     let (vanilla, patched) = (vanilla?, patched?);
 
-    let table = compare_table(&declared, &vanilla, &patched, opts.filter.as_deref());
+    let table = compare_table(&declared, &vanilla, &patched);
     println!();
     print!("{}", header(&vanilla, &patched, &ws));
     print!("{}", table.terminal());
@@ -77,10 +77,9 @@ fn accel_name(r: &RunReport) -> &'static str {
     }
 }
 
-pub fn compare_table(declared: &[Declared], vanilla: &RunReport, patched: &RunReport, filter: Option<&str>) -> Table {
+pub fn compare_table(declared: &[Declared], vanilla: &RunReport, patched: &RunReport) -> Table {
     let rows = declared
         .iter()
-        .filter(|d| filter.is_none_or(|f| d.id.contains(f)))
         .map(|d| {
             let v = vanilla.status_of(&d.id);
             let p = patched.status_of(&d.id);

@@ -64,6 +64,11 @@ pub fn needed_for(provider: &Provider) -> Vec<Need> {
     needs
 }
 
+/// The kernel's x86 selftests also build 32-bit thunks (ldt_gdt, ptrace_syscall).
+pub fn needed_for_selftests() -> Vec<Need> {
+    vec![file("/usr/lib32/crt1.o", "gcc-multilib")]
+}
+
 pub fn missing(needs: &[Need]) -> Vec<&Need> {
     needs.iter().filter(|n| !(n.present)(n.what)).collect()
 }

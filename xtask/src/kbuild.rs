@@ -14,6 +14,8 @@ pub struct BuildInputs<'a> {
     pub build: &'a Path,
     pub tree_id: &'a str,
     pub series_hash: &'a str,
+    /// The config fragment merged onto tinyconfig.
+    pub fragment: &'a Path,
     pub jobs: usize,
 }
 
@@ -46,7 +48,7 @@ pub fn compiler_version() -> Result<String> {
 /// The kernel's make for one target, through ccache. CCACHE_BASEDIR is the
 /// source's folder, which holds vanilla/{src,build} and patched/{src,build}:
 /// paths relative to it match, so the two variants share cached objects.
-fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Command {
+pub fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Command {
     let base = build.parent().and_then(Path::parent).unwrap_or(build);
     let mut c = Command::new("make");
     c.arg("-C")
@@ -63,8 +65,8 @@ fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Command {
 }
 
 pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
-    let fragment_path = paths::config_fragment();
-    let fragment = std::fs::read(&fragment_path)
+    let fragment_path = inputs.fragment;
+    let fragment = std::fs::read(fragment_path)
         .with_context(|| format!("cannot read {}", fragment_path.display()))?;
     let key = build_key(inputs.tree_id, inputs.series_hash, &fragment, &compiler_version()?);
     let build = inputs.build;
@@ -80,7 +82,7 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
         let log = build.join("build.log");
         cmd::create_log(&log)?;
         let make = |target: &str| make(inputs.src, build, inputs.jobs, target);
-        kconfig::configure(inputs.src, build, &fragment_path, &log, &make)?;
+        kconfig::configure(inputs.src, build, fragment_path, &log, &make)?;
         cmd::logged(&mut make("bzImage"), &log)
             .with_context(|| format!("building the kernel in {}", build.display()))?;
         std::fs::write(&stamp, &key)?;

@@ -4,6 +4,7 @@
 //! `main` only parses the command line and dispatches to one module per
 //! command; the steps they share live in their own modules.
 
+mod check_series;
 mod cmd;
 mod compare;
 mod console;
@@ -68,6 +69,8 @@ enum Command {
         #[command(flatten)]
         opts: RunOpts,
     },
+    /// The series' quality checks: apply, checkpatch, every prefix builds, config matrix, selftests.
+    CheckSeries(RunOpts),
     /// Show what is installed, missing and usable (QEMU, KVM, kernel source).
     Doctor(SourceOpts),
     /// The full test run: unit tests, host validator tests, end-to-end pipeline.
@@ -104,7 +107,7 @@ pub struct RunOpts {
     /// Whole-boot timeout in seconds, per VM.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-    /// Only run scenarios whose id contains this text.
+    /// Only run matching scenarios (validator syntax: substring, `*` wildcard, commas for alternatives).
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
     /// Parallel make jobs (default: number of CPUs).
@@ -144,6 +147,7 @@ fn main() {
         Command::Run { variant, opts } => pipeline::run_one(variant, &opts),
         Command::Shell { variant, opts } => pipeline::shell(variant, &opts),
         Command::Gdb { variant, opts } => pipeline::gdb(variant, &opts),
+        Command::CheckSeries(opts) => check_series::run(&opts),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, opts } => test::run(quick, &opts),
     };

@@ -58,6 +58,7 @@ impl Workspace {
             build: &self.layout.build(variant),
             tree_id: &self.source.tree_id,
             series_hash: &self.series_hash(variant),
+            fragment: &paths::config_fragment(),
             jobs: self.jobs,
         })
     }
@@ -65,7 +66,12 @@ impl Workspace {
     /// The patched worktree, with the series applied unless it already is.
     fn patched_tree(&self) -> Result<PathBuf> {
         let log = self.layout.logs().join("series.log");
-        let tree = source::ensure_patched_worktree(&self.layout, &self.source.commit, &log)?;
+        let tree = source::ensure_worktree(
+            &self.layout,
+            &self.layout.src(Variant::Patched),
+            &self.source.commit,
+            &log,
+        )?;
         let stamp = self.layout.dir.join("patched").join("applied-series");
         let wanted = format!("{} {}\n", self.source.commit, self.series.hash());
         if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
@@ -210,11 +216,11 @@ pub fn run_one(variant: Variant, opts: &RunOpts) -> Result<i32> {
     let ws = Workspace::open(opts)?;
     let kernel = ws.kernel(variant)?;
     let validator = initramfs::build_validator()?;
-    let declared = report::declared(&validator)?;
+    let declared = report::declared(&validator, opts.filter.as_deref())?;
     let initrd = ws.validator_initramfs(&validator)?;
     let qemu = Qemu::find()?;
     let report = boot_validator(&ws, variant, kernel, &initrd, &qemu, opts)?;
-    let table = single_table(&report, &declared, opts.filter.as_deref());
+    let table = single_table(&report, &declared);
     print!("{}", table.terminal());
     print_diagnostics(&report, &declared, variant);
     print_problems(&report);
@@ -223,12 +229,10 @@ pub fn run_one(variant: Variant, opts: &RunOpts) -> Result<i32> {
     Ok(if as_expected && report.problems.is_empty() { 0 } else { 1 })
 }
 
-/// Every scenario the run should have reported: all of them, or with
-/// `--filter` those whose id contains the pattern.
-fn single_table(report: &RunReport, declared: &[Declared], filter: Option<&str>) -> Table {
+/// Every scenario the run should have reported.
+fn single_table(report: &RunReport, declared: &[Declared]) -> Table {
     let rows = declared
         .iter()
-        .filter(|d| filter.is_none_or(|f| d.id.contains(f)))
         .map(|d| {
             let observed = report.status_of(&d.id);
             let expected = d.expected(report.variant);

@@ -29,9 +29,15 @@ impl Declared {
     }
 }
 
-/// Asks the (host-runnable) validator binary what it will run and expects.
-pub fn declared(validator: &Path) -> Result<Vec<Declared>> {
-    let json = cmd::output(Command::new(validator).args(["--list", "--json"]))
+/// Asks the (host-runnable) validator binary what it will run and expects,
+/// with the same filter the guest gets, so the two always agree.
+pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>> {
+    let mut list = Command::new(validator);
+    list.args(["--list", "--json"]);
+    if let Some(filter) = filter {
+        list.arg("--filter").arg(filter);
+    }
+    let json = cmd::output(&mut list)
         .context("asking the validator for its scenarios")?;
     serde_json::from_str(&json).context("reading `validator --list --json`")
 }

@@ -100,6 +100,10 @@ impl Layout {
     pub fn build(&self, variant: crate::Variant) -> PathBuf {
         self.dir.join(variant.name()).join("build")
     }
+    /// A further tree (or build) beside vanilla and patched, e.g. "bisect".
+    pub fn extra(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }
@@ -220,9 +224,9 @@ fn parse_version(makefile: &str) -> Option<String> {
     ))
 }
 
-/// The patched tree: a worktree of the vanilla repository.
-pub fn ensure_patched_worktree(layout: &Layout, commit: &str, log: &Path) -> Result<PathBuf> {
-    let patched = layout.src(crate::Variant::Patched);
+/// A worktree of the vanilla repository at `path` (created once).
+pub fn ensure_worktree(layout: &Layout, patched: &Path, commit: &str, log: &Path) -> Result<PathBuf> {
+    let patched = patched.to_path_buf();
     if !patched.join(".git").exists() {
         if patched.exists() {
             std::fs::remove_dir_all(&patched)?;
@@ -236,7 +240,7 @@ pub fn ensure_patched_worktree(layout: &Layout, commit: &str, log: &Path) -> Res
                 .arg(commit),
             log,
         )
-        .context("creating the patched worktree")?;
+        .with_context(|| format!("creating the worktree {}", patched.display()))?;
     }
     Ok(patched)
 }
