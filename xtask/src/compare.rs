@@ -6,23 +6,16 @@ use crate::report::{self, Declared, RunReport, Table};
 use crate::{initramfs, paths, RunOpts, Variant};
 use anyhow::{Context, Result};
 
+/// Both runs, with what was declared: everything the table is made from.
+pub struct Comparison {
+    pub ws: Workspace,
+    pub declared: Vec<Declared>,
+    pub vanilla: RunReport,
+    pub patched: RunReport,
+}
+
 pub fn run(opts: &RunOpts) -> Result<i32> {
-    let ws = Workspace::open(opts)?;
-    let vanilla = ws.kernel(Variant::Vanilla)?;
-    let patched = ws.kernel(Variant::Patched)?;
-    let validator = initramfs::build_validator()?;
-    let declared = report::declared(&validator, opts.filter.as_deref())?;
-    let initrd = ws.validator_initramfs(&validator)?;
-    let qemu = Qemu::find()?;
-
-    // The two guests are independent: boot them side by side.
-    let (vanilla, patched) = std::thread::scope(|s| {
-        let v = s.spawn(|| pipeline::boot_validator(&ws, Variant::Vanilla, vanilla, &initrd, &qemu, opts));
-        let p = s.spawn(|| pipeline::boot_validator(&ws, Variant::Patched, patched, &initrd, &qemu, opts));
-        (v.join().expect("vanilla boot thread"), p.join().expect("patched boot thread"))
-    });
-    let (vanilla, patched) = (vanilla?, patched?);
-
+    let Comparison { ws, declared, vanilla, patched } = collect(opts)?;
     let table = compare_table(&declared, &vanilla, &patched);
     println!();
     print!("{}", header(&vanilla, &patched, &ws));
@@ -49,6 +42,26 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
         println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
         Ok(1)
     }
+}
+
+/// Builds both kernels and boots both (side by side).
+pub fn collect(opts: &RunOpts) -> Result<Comparison> {
+    let ws = Workspace::open(opts)?;
+    let vanilla = ws.kernel(Variant::Vanilla)?;
+    let patched = ws.kernel(Variant::Patched)?;
+    let validator = initramfs::build_validator()?;
+    let declared = report::declared(&validator, opts.filter.as_deref())?;
+    let initrd = ws.validator_initramfs(&validator)?;
+    let qemu = Qemu::find()?;
+
+    // The two guests are independent: boot them side by side.
+    let (vanilla, patched) = std::thread::scope(|s| {
+        let v = s.spawn(|| pipeline::boot_validator(&ws, Variant::Vanilla, vanilla, &initrd, &qemu, opts));
+        let p = s.spawn(|| pipeline::boot_validator(&ws, Variant::Patched, patched, &initrd, &qemu, opts));
+        (v.join().expect("vanilla boot thread"), p.join().expect("patched boot thread"))
+    });
+    let (vanilla, patched) = (vanilla?, patched?);
+    Ok(Comparison { ws, declared, vanilla, patched })
 }
 
 /// What was compared: a reader of the table must be able to rebuild it.

@@ -4,6 +4,7 @@
 //! `main` only parses the command line and dispatches to one module per
 //! command; the steps they share live in their own modules.
 
+mod bench;
 mod check_series;
 mod cmd;
 mod compare;
@@ -71,6 +72,8 @@ enum Command {
     },
     /// The series' quality checks: apply, checkpatch, every prefix builds, config matrix, selftests.
     CheckSeries(RunOpts),
+    /// Measure the edit-build-boot loop and compat-mode transition costs (reports, never fails on a number).
+    Bench(RunOpts),
     /// Show what is installed, missing and usable (QEMU, KVM, kernel source).
     Doctor(SourceOpts),
     /// The full test run: unit tests, host validator tests, end-to-end pipeline.
@@ -148,6 +151,7 @@ fn main() {
         Command::Shell { variant, opts } => pipeline::shell(variant, &opts),
         Command::Gdb { variant, opts } => pipeline::gdb(variant, &opts),
         Command::CheckSeries(opts) => check_series::run(&opts),
+        Command::Bench(opts) => bench::run(&opts),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, opts } => test::run(quick, &opts),
     };

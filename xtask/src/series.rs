@@ -1,6 +1,7 @@
 //! The patch series: `series` lists patch files in order (quilt convention),
-//! applied with `git apply` onto a worktree reset to vanilla first, so a
-//! half-applied series is never reused.
+//! applied with `git apply` as commits on top of vanilla; the worktree only
+//! moves once the whole series applied, so a half-applied series is never
+//! built or reused.
 
 use crate::cmd;
 use anyhow::{bail, Context, Result};
@@ -82,31 +83,41 @@ pub fn parse_series(text: &str) -> Result<Vec<(usize, String)>> {
 }
 
 /// Makes `worktree` exactly `base` plus the series, one commit per patch.
+///
+/// The commits are built in a private index (`git apply --cached`), so a
+/// patch that does not apply leaves the worktree untouched, and the final
+/// checkout rewrites only the files whose content changes: make then
+/// rebuilds just what the edit really touched.
 pub fn apply(worktree: &Path, base: &str, series: &Series, log: &Path) -> Result<()> {
-    reset(worktree, base, log)?;
+    let scratch = tempfile::tempdir().context("creating a scratch index")?;
+    let index = scratch.path().join("index");
+    let with_index = |args: &[&str]| {
+        let mut c = git(worktree);
+        c.args(args).env("GIT_INDEX_FILE", &index);
+        c
+    };
+    cmd::output(&mut with_index(&["read-tree", base]))?;
+    let mut head = base.to_string();
     for patch in &series.patches {
-        let applied = cmd::output(git(worktree).args(["apply", "--index", "--verbose"]).arg(&patch.path));
-        if let Err(err) = applied {
-            reset(worktree, base, log).context("resetting the patched tree after a failed patch")?;
+        let mut apply = with_index(&["apply", "--cached", "--verbose"]);
+        if let Err(err) = cmd::output(apply.arg(&patch.path)) {
             bail!(
                 "patch {} does not apply (listed in {}):\n{err:#}\n\
-                 Rebase or fix that patch; the patched tree was reset to vanilla.",
+                 Rebase or fix that patch; nothing of this series was applied.",
                 patch.name,
                 series.dir.join("series").display()
             );
         }
-        cmd::logged(
-            git(worktree).args(["commit", "--quiet", "--allow-empty", "-m"]).arg(&patch.name),
-            log,
-        )?;
+        let tree = cmd::output(&mut with_index(&["write-tree"]))?;
+        head = cmd::output(
+            git(worktree)
+                .args(["commit-tree", tree.trim(), "-p", &head, "-m"])
+                .arg(&patch.name),
+        )?
+        .trim()
+        .to_string();
     }
-    Ok(())
-}
-
-/// Back to `base`, touching only the files that differ (so make rebuilds
-/// just those), and dropping anything a previous series created.
-fn reset(worktree: &Path, base: &str, log: &Path) -> Result<()> {
-    cmd::logged(git(worktree).args(["checkout", "--quiet", "--force", "--detach", base]), log)?;
+    cmd::logged(git(worktree).args(["checkout", "--quiet", "--force", "--detach", &head]), log)?;
     cmd::logged(git(worktree).args(["clean", "-fdxq"]), log)
 }
 
@@ -195,12 +206,22 @@ mod tests {
         let series = Series::load(&patches).unwrap();
         let err = format!("{:#}", apply(&tree, &base, &series, &log).unwrap_err());
         assert!(err.contains("patch 2-bad.patch does not apply"), "{err}");
-        assert!(err.contains("f.c"), "names the file: {err}");
+        assert!(err.contains("patch failed: f.c:1"), "names the file and hunk: {err}");
         assert_eq!(std::fs::read_to_string(tree.join("f.c")).unwrap(), "one\ntwo\nthree\n");
+        let head = run(&["rev-parse", "HEAD"]).trim().to_string();
+        assert_eq!(head, base, "the good first patch is not left applied either");
 
         std::fs::write(patches.join("series"), "1-good.patch\n").unwrap();
         let series = Series::load(&patches).unwrap();
         apply(&tree, &base, &series, &log).unwrap();
         assert_eq!(std::fs::read_to_string(tree.join("f.c")).unwrap(), "one\nTWO\nthree\n");
+        assert_eq!(run(&["log", "-1", "--format=%s"]).trim(), "1-good.patch");
+
+        // Re-applying the same series leaves the file alone (no rebuild).
+        let before = std::fs::metadata(tree.join("f.c")).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        apply(&tree, &base, &series, &log).unwrap();
+        let after = std::fs::metadata(tree.join("f.c")).unwrap().modified().unwrap();
+        assert_eq!(before, after, "an unchanged file was rewritten");
     }
 }
