@@ -14,7 +14,7 @@ pub struct Comparison {
     pub patched: RunReport,
 }
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
     let Comparison { ws, declared, vanilla, patched } = collect(opts)?;
     let table = compare_table(&declared, &vanilla, &patched);
     println!();
@@ -31,6 +31,19 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     let json = paths::results().join("compare.json");
     let both = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
     std::fs::write(&json, serde_json::to_string_pretty(&both)?)?;
+
+    if cover_letter {
+        let letter = ws.series.dir.join("0000-cover-letter.patch");
+        let text = std::fs::read_to_string(&letter)
+            .with_context(|| format!("cannot read {}", letter.display()))?;
+        let compact = compact_table(&table).terminal();
+        let body = format!("{}\n{compact}", header(&vanilla, &patched, &ws));
+        let updated = replace_between_markers(&text, &body).with_context(|| {
+            format!("{} has no `{TABLE_START}` ... `{TABLE_END}` lines", letter.display())
+        })?;
+        std::fs::write(&letter, updated)?;
+        println!("table written into {}", letter.display());
+    }
 
     let unexpected = table.rows.iter().filter(|r| r[5] != "as expected").count();
     let problems = vanilla.problems.len() + patched.problems.len();
@@ -62,6 +75,23 @@ pub fn collect(opts: &RunOpts) -> Result<Comparison> {
     });
     let (vanilla, patched) = (vanilla?, patched?);
     Ok(Comparison { ws, declared, vanilla, patched })
+}
+
+const TABLE_START: &str = "--- before/after table (cargo xtask compare) ---";
+const TABLE_END: &str = "--- end of before/after table ---";
+
+/// The cover letter's text with `body` between the marker lines.
+fn replace_between_markers(text: &str, body: &str) -> Option<String> {
+    let start = text.find(TABLE_START)? + TABLE_START.len();
+    let end = start + text[start..].find(TABLE_END)?;
+    Some(format!("{}\n{body}{}", &text[..start], &text[end..]))
+}
+
+/// Without the description column: cover letters are read at 80 columns.
+fn compact_table(table: &Table) -> Table {
+    let keep = [0, 2, 3, 4, 5];
+    let pick = |row: &Vec<String>| keep.iter().map(|&i| row[i].clone()).collect();
+    Table { header: pick(&table.header), rows: table.rows.iter().map(pick).collect() }
 }
 
 /// What was compared: a reader of the table must be able to rebuild it.
@@ -112,5 +142,20 @@ pub fn compare_table(declared: &[Declared], vanilla: &RunReport, patched: &RunRe
             .map(String::from)
             .to_vec(),
         rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_goes_between_the_markers_and_replaces_the_old_one() {
+        let letter = format!("intro\n{TABLE_START}\nold table\n{TABLE_END}\nsign-off\n");
+        let once = replace_between_markers(&letter, "new table\n").unwrap();
+        assert_eq!(once, format!("intro\n{TABLE_START}\nnew table\n{TABLE_END}\nsign-off\n"));
+        let twice = replace_between_markers(&once, "newer\n").unwrap();
+        assert!(!twice.contains("new table") && twice.contains("newer"));
+        assert!(replace_between_markers("no markers", "x").is_none());
     }
 }

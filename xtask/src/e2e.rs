@@ -40,7 +40,7 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
 }
 
 fn check_compare(opts: &RunOpts) -> Result<()> {
-    let code = compare::run(opts)?;
+    let code = compare::run(opts, false)?;
     ensure!(code == 0, "cargo xtask compare exited {code}: see the table above");
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
     ensure!(md.contains("| scenario |"), "compare.md has no table");

@@ -41,7 +41,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build vanilla and patched kernels, boot both, print the before/after table.
-    Compare(RunOpts),
+    Compare {
+        /// Also write the table into the series' 0000-cover-letter.patch,
+        /// between its `--- before/after table` marker lines.
+        #[arg(long)]
+        cover_letter: bool,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
     /// Build kernels only (both unless --variant is given); no VM.
     Build {
         #[arg(long, value_enum)]
@@ -145,7 +152,7 @@ fn main() {
     ui::install_interrupt_handler();
     let cli = Cli::parse();
     let result: Result<i32> = match cli.command {
-        Command::Compare(opts) => compare::run(&opts),
+        Command::Compare { cover_letter, opts } => compare::run(&opts, cover_letter),
         Command::Build { variant, opts } => pipeline::build_only(variant, &opts),
         Command::Run { variant, opts } => pipeline::run_one(variant, &opts),
         Command::Shell { variant, opts } => pipeline::shell(variant, &opts),
