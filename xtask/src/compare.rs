@@ -19,7 +19,8 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
     let table = compare_table(&declared, &vanilla, &patched);
     println!();
     print!("{}", header(&vanilla, &patched, &ws));
-    print!("{}", table.terminal());
+    // Descriptions make lines too long for a terminal; the Markdown has them.
+    print!("{}", compact_table(&table).terminal());
     for (report, variant) in [(&vanilla, Variant::Vanilla), (&patched, Variant::Patched)] {
         pipeline::print_diagnostics(report, &declared, variant);
         pipeline::print_problems(report);
@@ -87,7 +88,7 @@ fn replace_between_markers(text: &str, body: &str) -> Option<String> {
     Some(format!("{}\n{body}{}", &text[..start], &text[end..]))
 }
 
-/// Without the description column: cover letters are read at 80 columns.
+/// Without the description column, for terminals and cover letters.
 fn compact_table(table: &Table) -> Table {
     let keep = [0, 2, 3, 4, 5];
     let pick = |row: &Vec<String>| keep.iter().map(|&i| row[i].clone()).collect();

@@ -130,7 +130,7 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     let ws = Workspace::open(opts)?;
     let kernel = ws.kernel(Variant::Vanilla)?;
     let qemu = Qemu::find()?;
-    let timeout = Duration::from_secs(60);
+    let timeout = Duration::from_secs(30);
 
     let hang = fake_guest(&ws, "hang", "echo '# start e2e_hangs'\nwhile :; do sleep 1; done\n")?;
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.bzimage, &hang, opts, timeout)?;

@@ -253,11 +253,12 @@ pub fn run_with_fallback(
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(Boot, Accelerator)> {
     guest.accel = first_choice(accel);
+    static SMAP_NOTE: std::sync::Once = std::sync::Once::new();
     if guest.accel == Accelerator::Tcg && guest.qemu.needs_smap_workaround() {
-        ui::note(&format!(
+        SMAP_NOTE.call_once(|| ui::note(&format!(
             "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
             guest.qemu.version_text
-        ));
+        )));
     }
     let boot = run(&guest, timeout, console_log, on_line)?;
     if boot.ending != Ending::SilentKvm {
