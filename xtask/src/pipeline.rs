@@ -270,20 +270,44 @@ pub fn print_diagnostics(report: &RunReport, declared: &[Declared], variant: Var
 
 /// `cargo xtask shell`: the kernel with busybox, attached to this terminal.
 pub fn shell(variant: Variant, opts: &RunOpts) -> Result<i32> {
+    interactive(variant, opts, InteractiveMode::Shell)
+}
+
+/// `cargo xtask gdb`: QEMU waits for a debugger before the first instruction.
+pub fn gdb(variant: Variant, opts: &RunOpts) -> Result<i32> {
+    interactive(variant, opts, InteractiveMode::Gdb)
+}
+
+enum InteractiveMode {
+    Shell,
+    Gdb,
+}
+
+/// Boots the busybox initramfs with QEMU attached to this terminal.
+fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Result<i32> {
     let ws = Workspace::open(opts)?;
     let kernel = ws.kernel(variant)?;
     let validator = initramfs::build_validator()?;
     let initrd = shell_initramfs(&ws, &validator)?;
     let qemu = Qemu::find()?;
-    let guest = Guest {
-        qemu: &qemu,
-        kernel: &kernel.bzimage,
-        initrd: &initrd,
-        append: String::new(),
-        accel: qemu::first_choice(opts.accel),
+    let (append, accel, extra): (&str, _, &[&str]) = match mode {
+        InteractiveMode::Shell => ("", qemu::first_choice(opts.accel), &[]),
+        // TCG and nokaslr: breakpoints and symbols match vmlinux.
+        InteractiveMode::Gdb => ("nokaslr", qemu::Accelerator::Tcg, &["-s", "-S"]),
     };
-    println!("Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.", variant.name());
-    qemu::interactive(&guest, &[])
+    let guest = Guest { qemu: &qemu, kernel: &kernel.bzimage, initrd: &initrd, append: append.into(), accel };
+    match mode {
+        InteractiveMode::Shell => println!(
+            "Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.",
+            variant.name()
+        ),
+        InteractiveMode::Gdb => {
+            println!("QEMU is stopped at the first instruction, gdb stub on localhost:1234. In another terminal:");
+            println!("  gdb {} -ex 'target remote :1234' -ex 'continue'", kernel.vmlinux.display());
+            println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
+        }
+    }
+    qemu::interactive(&guest, extra)
 }
 
 /// busybox as /bin/sh, a tiny /init script, and the validator as a command.
@@ -308,22 +332,3 @@ fn shell_initramfs(ws: &Workspace, validator: &std::path::Path) -> Result<PathBu
     Ok(out)
 }
 
-/// `cargo xtask gdb`: QEMU waits for a debugger before the first instruction.
-pub fn gdb(variant: Variant, opts: &RunOpts) -> Result<i32> {
-    let ws = Workspace::open(opts)?;
-    let kernel = ws.kernel(variant)?;
-    let validator = initramfs::build_validator()?;
-    let initrd = shell_initramfs(&ws, &validator)?;
-    let qemu = Qemu::find()?;
-    let guest = Guest {
-        qemu: &qemu,
-        kernel: &kernel.bzimage,
-        initrd: &initrd,
-        append: "nokaslr".into(),
-        accel: qemu::Accelerator::Tcg,
-    };
-    println!("QEMU is stopped at the first instruction, gdb stub on localhost:1234. In another terminal:");
-    println!("  gdb {} -ex 'target remote :1234' -ex 'continue'", kernel.vmlinux.display());
-    println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
-    qemu::interactive(&guest, &["-s", "-S"])
-}
