@@ -78,7 +78,7 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     push_boot_figures(&mut figures, &warm);
     let validator = initramfs::build_validator()?;
     let initrd = warm.ws.validator_initramfs(&validator)?;
-    let kernels = [warm.vanilla.kernel.bzimage.clone(), warm.patched.kernel.bzimage.clone()];
+    let kernels = [warm.vanilla.kernel.vmlinux.clone(), warm.patched.kernel.vmlinux.clone()];
     let series_dir = warm.ws.series.dir.clone();
     drop(warm);
 

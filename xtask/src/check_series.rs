@@ -299,7 +299,7 @@ fn selftests(ws: &Workspace, opts: &RunOpts) -> Result<String> {
     for variant in [Variant::Vanilla, Variant::Patched] {
         let kernel = ws.kernel(variant)?;
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
-        let guest = Guest { qemu: &qemu, kernel: &kernel.bzimage, initrd: &initrd, append: String::new(), accel: qemu::Accelerator::Tcg };
+        let guest = Guest { qemu: &qemu, kernel: &kernel.vmlinux, initrd: &initrd, append: String::new(), accel: qemu::Accelerator::Tcg };
         let step = ui::Step::start(format!("Running x86 selftests on the {} kernel", variant.name()));
         let (boot, _) = qemu::run_with_fallback(guest, opts.accel, Duration::from_secs(opts.timeout), &log, &mut |_| {})?;
         step.finish("done");

@@ -133,7 +133,7 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     let timeout = Duration::from_secs(30);
 
     let hang = fake_guest(&ws, "hang", "echo '# start e2e_hangs'\nwhile :; do sleep 1; done\n")?;
-    let (boot, ktap, took) = boot_fake(&qemu, &kernel.bzimage, &hang, opts, timeout)?;
+    let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &hang, opts, timeout)?;
     ensure!(boot.ending == Ending::TimedOut, "hung guest ended as {:?}", boot.ending);
     ensure!(took < timeout + Duration::from_secs(10), "hang reported after {took:?}");
     let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
@@ -145,7 +145,7 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
 
     // PID 1 exiting is a real kernel panic ("Attempted to kill init").
     let panic = fake_guest(&ws, "panic", "echo '# start e2e_panics'\nexit 3\n")?;
-    let (boot, ktap, took) = boot_fake(&qemu, &kernel.bzimage, &panic, opts, timeout)?;
+    let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &panic, opts, timeout)?;
     ensure!(took < timeout, "panic reported after {took:?}");
     let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
     ensure!(problems.iter().any(|p| p.contains("Kernel panic")), "panic not reported: {problems:?}");

@@ -76,6 +76,12 @@ pub fn dropped_options(fragment: &str, config: &str) -> Vec<Dropped> {
         .collect()
 }
 
+/// The options a fragment sets, one `CONFIG_X=v` per line in a fixed order:
+/// what the build depends on (a comment edit must not rebuild a kernel).
+pub fn canonical(fragment: &str) -> String {
+    parse(fragment).into_iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
 /// `CONFIG_X=v` and `# CONFIG_X is not set` (value "n") lines.
 fn parse(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -120,6 +126,14 @@ mod tests {
         let dropped = dropped_options("CONFIG_NEW=y\n", "CONFIG_A=y\n");
         assert_eq!(dropped[0].got, "n");
         assert!(dropped_options("# CONFIG_NEW is not set\n", "").is_empty());
+    }
+
+    #[test]
+    fn canonical_form_ignores_comments_and_order() {
+        let a = canonical("# why\nCONFIG_B=y\nCONFIG_A=y\n");
+        assert_eq!(a, canonical("CONFIG_A=y\n\n# other words\nCONFIG_B=y\n"));
+        assert_eq!(a, "CONFIG_A=y\nCONFIG_B=y\n");
+        assert_ne!(a, canonical("CONFIG_A=y\n# CONFIG_B is not set\n"));
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub fn boot_validator(
     let console_log = dir.join("console.log");
     let guest = Guest {
         qemu,
-        kernel: &kernel.bzimage,
+        kernel: &kernel.vmlinux,
         initrd,
         append: validator_append(opts),
         accel: qemu::Accelerator::Tcg,
@@ -160,7 +160,7 @@ pub fn boot_validator(
         ktap.results.len(),
         if problems.is_empty() { "clean" } else { "PROBLEMS" }
     ));
-    let cpu = Guest { qemu, kernel: &kernel.bzimage, initrd, append: String::new(), accel }.cpu_description();
+    let cpu = Guest { qemu, kernel: &kernel.vmlinux, initrd, append: String::new(), accel }.cpu_description();
     let tail_from = boot.console.len().saturating_sub(30);
     let report = RunReport {
         variant,
@@ -295,7 +295,7 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Resul
         // TCG and nokaslr: breakpoints and symbols match vmlinux.
         InteractiveMode::Gdb => ("nokaslr", qemu::Accelerator::Tcg, &["-s", "-S"]),
     };
-    let guest = Guest { qemu: &qemu, kernel: &kernel.bzimage, initrd: &initrd, append: append.into(), accel };
+    let guest = Guest { qemu: &qemu, kernel: &kernel.vmlinux, initrd: &initrd, append: append.into(), accel };
     match mode {
         InteractiveMode::Shell => println!(
             "Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.",
