@@ -10,15 +10,17 @@ use crate::series::{self, git, Series};
 use crate::{cmd, compare, paths, report, ui, RunOpts, Variant};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn run(opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, fn(&RunOpts) -> Result<()>); 5] = [
+    let checks: [(&str, fn(&RunOpts) -> Result<()>); 6] = [
         ("compare: both kernels built and booted, every scenario as declared", check_compare),
         ("a second compare rebuilds nothing", check_cached),
         ("initramfs: same inputs give the same bytes", check_initramfs_reproducible),
         ("a patch that no longer applies is named, nothing stays applied", check_broken_patch),
         ("a hung guest and a kernel panic are reported in time, no QEMU left", check_hang_and_panic),
+        ("Ctrl-C during a boot stops xtask and its QEMU", check_interrupt),
     ];
     let mut failed = 0;
     for (name, check) in checks {
@@ -156,6 +158,67 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     ensure!(!boot.console.is_empty(), "no console tail kept");
     ensure_no_qemu_left(&panic)?;
     Ok(())
+}
+
+/// Runs `xtask run` as a child, sends it SIGINT once its QEMU is up, and
+/// checks that both are gone.
+fn check_interrupt(opts: &RunOpts) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["run", "--variant", "vanilla", "--accel", accel_arg(opts)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting xtask run")?;
+    let xtask = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let qemu = loop {
+        if let Some(pid) = children_named(xtask, "qemu-system").into_iter().next() {
+            break pid;
+        }
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("xtask run never started QEMU");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(xtask), nix::sys::signal::Signal::SIGINT)?;
+    let status = child.wait()?;
+    ensure!(status.code() == Some(130), "xtask ended with {status} after SIGINT, not 130");
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(!alive(qemu), "QEMU (pid {qemu}) survived the interrupt");
+    Ok(())
+}
+
+fn accel_arg(opts: &RunOpts) -> &'static str {
+    match opts.accel {
+        crate::Accel::Auto => "auto",
+        crate::Accel::Kvm => "kvm",
+        crate::Accel::Tcg => "tcg",
+    }
+}
+
+/// Processes whose parent is `parent` and whose command name starts with `name`.
+fn children_named(parent: i32, name: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split at the last ')'.
+            let Some((head, rest)) = stat.rsplit_once(") ") else { return false };
+            let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
+            let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
+            comm.starts_with(name) && ppid == Some(parent)
+        })
+        .collect()
+}
+
+/// Running, not a zombie waiting to be reaped.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// An initramfs whose /init is a busybox script printing the start of a KTAP run.

@@ -3,10 +3,10 @@
 
 use crate::scenario::{Checks, Failure, Outcome, Scenario};
 use crate::scenarios::series::{require_series, series, set_compat};
-use crate::scenarios::vdso_upstream::{check_vdso32_works, free_low_address};
+use crate::scenarios::vdso_upstream::{check_mapped_image, check_vdso32_works, free_low_address};
 use crate::sys::{self, FOUR_GIB, PAGE};
 use crate::thunks;
-use crate::vdso::{self, MappedVdso};
+use crate::vdso;
 use crate::{diag, ensure, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -251,27 +251,12 @@ fn set_native_restores() -> Outcome {
     let base =
         r.map_err(|e| Failure::Fail(format!("ARCH_SET_NATIVE failed: {}", sys::errno_name(e))))?;
     let mut c = Checks::default();
-    let v = MappedVdso::find()
-        .ok_or_else(|| Failure::Fail("no [vdso] after ARCH_SET_NATIVE".into()))?;
-    diag!(
-        "[vdso] {:#x}-{:#x}, header {}",
-        v.base,
-        v.base + v.len,
-        v.header_hex()
-    );
+    let v = check_mapped_image(&mut c, false)?;
     c.check(
         v.base == base,
         format!("[vdso] at {:#x} is the returned base {base:#x}", v.base),
     );
     let elf = v.elf().map_err(Failure::Fail)?;
-    c.check(
-        elf.class() == vdso::ELFCLASS64,
-        format!("EI_CLASS {} (want 2, ELFCLASS64)", elf.class()),
-    );
-    c.check(
-        elf.machine() == vdso::EM_X86_64,
-        format!("e_machine {} (want 62, EM_X86_64)", elf.machine()),
-    );
     if elf.class() == vdso::ELFCLASS64 {
         match v.symbol("__vdso_clock_gettime") {
             Ok(f) => {

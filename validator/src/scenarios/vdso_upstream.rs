@@ -36,9 +36,9 @@ pub fn free_low_address(len: u64) -> Result<u64, Failure> {
     Ok(probe)
 }
 
-/// Checks that the mapped [vdso] is an ELFCLASS32 i386 image below 4 GiB
-/// and that its __kernel_vsyscall performs getpid from 32-bit code.
-pub fn check_vdso32_works(c: &mut Checks) -> Result<(), Failure> {
+/// Finds the mapped [vdso], prints its range and header, and checks that
+/// it is the 32-bit (i386) or the 64-bit (x86-64) image.
+pub fn check_mapped_image(c: &mut Checks, want_32bit: bool) -> Result<MappedVdso, Failure> {
     let v =
         MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso] in /proc/self/maps".into()))?;
     diag!(
@@ -47,19 +47,35 @@ pub fn check_vdso32_works(c: &mut Checks) -> Result<(), Failure> {
         v.base + v.len,
         v.header_hex()
     );
+    let (class, class_name, machine, machine_name) = if want_32bit {
+        (vdso::ELFCLASS32, "ELFCLASS32", vdso::EM_386, "EM_386")
+    } else {
+        (vdso::ELFCLASS64, "ELFCLASS64", vdso::EM_X86_64, "EM_X86_64")
+    };
+    let elf = v.elf().map_err(Failure::Fail)?;
+    c.check(
+        elf.class() == class,
+        format!("EI_CLASS {} (want {class}, {class_name})", elf.class()),
+    );
+    c.check(
+        elf.machine() == machine,
+        format!(
+            "e_machine {} (want {machine}, {machine_name})",
+            elf.machine()
+        ),
+    );
+    Ok(v)
+}
+
+/// Checks that the mapped [vdso] is an ELFCLASS32 i386 image below 4 GiB
+/// and that its __kernel_vsyscall performs getpid from 32-bit code.
+pub fn check_vdso32_works(c: &mut Checks) -> Result<(), Failure> {
+    let v = check_mapped_image(c, true)?;
     c.check(
         v.base + v.len <= FOUR_GIB,
         format!("[vdso] {:#x} below 4 GiB", v.base),
     );
     let elf = v.elf().map_err(Failure::Fail)?;
-    c.check(
-        elf.class() == vdso::ELFCLASS32,
-        format!("EI_CLASS {} (want 1, ELFCLASS32)", elf.class()),
-    );
-    c.check(
-        elf.machine() == vdso::EM_386,
-        format!("e_machine {} (want 3, EM_386)", elf.machine()),
-    );
     if elf.class() != vdso::ELFCLASS32 || v.base + v.len > FOUR_GIB {
         return Ok(());
     }
