@@ -14,13 +14,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn run(opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, fn(&RunOpts) -> Result<()>); 6] = [
+    let checks: [(&str, fn(&RunOpts) -> Result<()>); 7] = [
         ("compare: both kernels built and booted, every scenario as declared", check_compare),
         ("a second compare rebuilds nothing", check_cached),
         ("initramfs: same inputs give the same bytes", check_initramfs_reproducible),
         ("a patch that no longer applies is named, nothing stays applied", check_broken_patch),
         ("a hung guest and a kernel panic are reported in time, no QEMU left", check_hang_and_panic),
         ("Ctrl-C during a boot stops xtask and its QEMU", check_interrupt),
+        ("check-series: the series meets its quality bar", check_series_quality),
     ];
     let mut failed = 0;
     for (name, check) in checks {
@@ -46,6 +47,12 @@ fn check_compare(opts: &RunOpts) -> Result<()> {
     ensure!(code == 0, "cargo xtask compare exited {code}: see the table above");
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
     ensure!(md.contains("| scenario |"), "compare.md has no table");
+    Ok(())
+}
+
+fn check_series_quality(opts: &RunOpts) -> Result<()> {
+    let code = crate::check_series::run(opts)?;
+    ensure!(code == 0, "cargo xtask check-series exited {code}: see the table above");
     Ok(())
 }
 
