@@ -303,7 +303,8 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Resul
         ),
         InteractiveMode::Gdb => {
             println!("QEMU is stopped at the first instruction, gdb stub on localhost:1234. In another terminal:");
-            println!("  gdb {} -ex 'target remote :1234' -ex 'continue'", kernel.vmlinux.display());
+            println!("  gdb {} -ex 'target remote :1234' -ex 'hbreak start_kernel' -ex 'continue'", kernel.vmlinux.display());
+            println!("(use hbreak before paging is up: the kernel's virtual addresses are not mapped yet)");
             println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
         }
     }
