@@ -5,6 +5,7 @@ use crate::qemu::Qemu;
 use crate::report::{self, Declared, RunReport, Table};
 use crate::{initramfs, paths, RunOpts, Variant};
 use anyhow::{Context, Result};
+use std::path::Path;
 
 /// Both runs, with what was declared: everything the table is made from.
 pub struct Comparison {
@@ -97,14 +98,15 @@ fn compact_table(table: &Table) -> Table {
 
 /// What was compared: a reader of the table must be able to rebuild it.
 fn header(vanilla: &RunReport, patched: &RunReport, ws: &Workspace) -> String {
+    // No local paths: this line goes into cover letters (reports keep them).
+    let origin = Path::new(&ws.source.origin).file_name().map(|n| n.to_string_lossy().into_owned());
     format!(
-        "Linux {} ({}: {}), series {} ({} patches, {}), config {}, QEMU {}.{}.{} {} -cpu {}\n",
+        "Linux {} ({} {})\n{} patches (series {}), config {}\nQEMU {}.{}.{} {} -cpu {}\n",
         ws.source.version,
         ws.source.provider,
-        ws.source.origin,
-        &patched.series_hash.get(..12).unwrap_or("empty"),
+        origin.unwrap_or_default(),
         ws.series.patches.len(),
-        ws.series.dir.display(),
+        &patched.series_hash.get(..12).unwrap_or("empty"),
         &vanilla.kernel.config_hash[..12],
         vanilla.qemu.version.0,
         vanilla.qemu.version.1,
@@ -133,13 +135,13 @@ pub fn compare_table(declared: &[Declared], vanilla: &RunReport, patched: &RunRe
                 d.description.clone(),
                 report::cell(v),
                 report::cell(p),
-                format!("{} / {}", d.vanilla, d.patched),
+                format!("{}/{}", d.vanilla, d.patched),
                 pipeline::verdict(ok),
             ]
         })
         .collect();
     Table {
-        header: ["scenario", "what it checks", "vanilla", "patched", "expected (v / p)", "verdict"]
+        header: ["scenario", "what it checks", "vanilla", "patched", "expected v/p", "verdict"]
             .map(String::from)
             .to_vec(),
         rows,
