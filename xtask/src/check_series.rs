@@ -100,13 +100,22 @@ fn finish(checks: Vec<Check>) -> Result<i32> {
 /// The kernel's checkpatch.pl, from the patched tree, on one patch file.
 fn checkpatch(ws: &Workspace, patch: &Path) -> Result<String> {
     let tree = ws.layout.src(Variant::Patched);
+    // Debian's python3 first: another one on PATH (pyenv, a venv) may lack
+    // the modules spdxcheck.py needs, and checkpatch then skips the check.
+    let path = format!("/usr/bin:/bin:{}", std::env::var("PATH").unwrap_or_default());
     let out = Command::new("perl")
         .arg(tree.join("scripts/checkpatch.pl"))
         .args(["--strict", "--no-color", "--show-types"])
         .arg(patch)
         .current_dir(&tree)
+        .env("PATH", path)
         .output()
         .context("running checkpatch.pl")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        !stderr.contains("Traceback") && !stderr.contains("Error"),
+        "checkpatch could not run all its checks:\n{stderr}"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let summary = checkpatch_summary(&text)
         .with_context(|| format!("no summary from checkpatch:\n{text}"))?;

@@ -64,9 +64,17 @@ pub fn needed_for(provider: &Provider) -> Vec<Need> {
     needs
 }
 
-/// The kernel's x86 selftests also build 32-bit thunks (ldt_gdt, ptrace_syscall).
+/// check-series: the x86 selftests also build 32-bit thunks (ldt_gdt,
+/// ptrace_syscall), and
+/// checkpatch's SPDX check runs scripts/spdxcheck.py with Debian's python3,
+/// which needs ply and GitPython.
 pub fn needed_for_selftests() -> Vec<Need> {
-    vec![file("/usr/lib32/crt1.o", "gcc-multilib")]
+    vec![
+        file("/usr/lib32/crt1.o", "gcc-multilib"),
+        file("/usr/bin/python3", "python3"),
+        file("/usr/lib/python3/dist-packages/ply", "python3-ply"),
+        file("/usr/lib/python3/dist-packages/git", "python3-git"),
+    ]
 }
 
 pub fn missing(needs: &[Need]) -> Vec<&Need> {
