@@ -56,14 +56,26 @@ fn require_free_window() -> Outcome {
     Ok(())
 }
 
+/// The /proc/self/maps line holding `addr`, or "none".
+fn maps_line(addr: Option<u64>) -> String {
+    addr.and_then(sys::map_containing)
+        .map(|m| m.line)
+        .unwrap_or_else(|| "none".into())
+}
+
+fn ensure_enomem(r: Result<u64, i32>) -> Outcome {
+    ensure!(
+        r == Err(libc::ENOMEM),
+        "got {} (want -1 ENOMEM)",
+        sys::show(r)
+    );
+    Ok(())
+}
+
 fn int80_mmap2_hint_no_cross_4g() -> Outcome {
     require_free_window()?;
     let r = int80_mmap2(0xffff_f000, 0x2000, 0);
-    let line = r
-        .ok()
-        .and_then(sys::map_containing)
-        .map(|m| m.line)
-        .unwrap_or_else(|| "none".into());
+    let line = maps_line(r.ok());
     diag!(
         "int 0x80 mmap2(0xfffff000, 0x2000) = {}; maps: {line}",
         sys::show(r)
@@ -82,21 +94,12 @@ fn int80_mmap2_hint_no_cross_4g() -> Outcome {
 fn int80_mmap2_fixed_cross_4g_enomem() -> Outcome {
     require_free_window()?;
     let r = int80_mmap2(0xffff_f000, 0x2000, libc::MAP_FIXED as u32);
-    let line = r
-        .ok()
-        .and_then(sys::map_containing)
-        .map(|m| m.line)
-        .unwrap_or_else(|| "none".into());
+    let line = maps_line(r.ok());
     diag!(
         "int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) = {}; maps: {line}",
         sys::show(r)
     );
-    ensure!(
-        r == Err(libc::ENOMEM),
-        "got {} (want -1 ENOMEM)",
-        sys::show(r)
-    );
-    Ok(())
+    ensure_enomem(r)
 }
 
 fn int80_mremap_cross_4g_enomem() -> Outcome {
@@ -115,17 +118,10 @@ fn int80_mremap_cross_4g_enomem() -> Outcome {
         nr32::MREMAP,
         &[LOW_EDGE as u32, PAGE as u32, GROWN, 0],
     ));
-    let line = sys::map_containing(LOW_EDGE)
-        .map(|m| m.line)
-        .unwrap_or_else(|| "none".into());
+    let line = maps_line(Some(LOW_EDGE));
     diag!(
         "int 0x80 mremap({LOW_EDGE:#x}, 0x1000, {GROWN:#x}, 0) = {}; maps: {line}",
         sys::show(r)
     );
-    ensure!(
-        r == Err(libc::ENOMEM),
-        "got {} (want -1 ENOMEM)",
-        sys::show(r)
-    );
-    Ok(())
+    ensure_enomem(r)
 }
