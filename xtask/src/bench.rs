@@ -23,7 +23,12 @@ pub struct Figure {
 }
 
 fn figure(name: &str, value: String, target: &str, note: String) -> Figure {
-    Figure { name: name.into(), value, target: target.into(), note }
+    Figure {
+        name: name.into(),
+        value,
+        target: target.into(),
+        note,
+    }
 }
 
 fn secs(s: f64) -> String {
@@ -50,15 +55,29 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     ));
 
     // Cold: empty build dirs and an empty compiler cache.
-    for dir in [layout.build(Variant::Vanilla), layout.build(Variant::Patched), ccache] {
+    for dir in [
+        layout.build(Variant::Vanilla),
+        layout.build(Variant::Patched),
+        ccache,
+    ] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
         }
     }
     let _ = std::fs::remove_file(layout.dir.join("patched").join("applied-series"));
     let (cold, cold_s) = timed(|| compare::collect(opts))?;
-    figures.push(figure("cold compare (both kernels built, both booted)", secs(cold_s), "-", String::new()));
-    figures.push(figure("  vanilla kernel build, cold", secs(cold.vanilla.kernel.build_seconds), "-", String::new()));
+    figures.push(figure(
+        "cold compare (both kernels built, both booted)",
+        secs(cold_s),
+        "-",
+        String::new(),
+    ));
+    figures.push(figure(
+        "  vanilla kernel build, cold",
+        secs(cold.vanilla.kernel.build_seconds),
+        "-",
+        String::new(),
+    ));
     figures.push(figure(
         "  patched kernel after vanilla",
         secs(cold.patched.kernel.build_seconds),
@@ -73,18 +92,28 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
         "warm compare, nothing changed",
         secs(warm_s),
         "<= 10 s",
-        if rebuilt { "REBUILT something".into() } else { "nothing rebuilt; both guests boot in parallel".into() },
+        if rebuilt {
+            "REBUILT something".into()
+        } else {
+            "nothing rebuilt; both guests boot in parallel".into()
+        },
     ));
     push_boot_figures(&mut figures, &warm);
     let validator = initramfs::build_validator()?;
     let initrd = warm.ws.validator_initramfs(&validator)?;
-    let kernels = [warm.vanilla.kernel.vmlinux.clone(), warm.patched.kernel.vmlinux.clone()];
+    let kernels = [
+        warm.vanilla.kernel.vmlinux.clone(),
+        warm.patched.kernel.vmlinux.clone(),
+    ];
     let series_dir = warm.ws.series.dir.clone();
     drop(warm);
 
     let edited = paths::target().join("series-edited");
     copy_series_with_edit(&series_dir, &edited)?;
-    let edit_opts = RunOpts { series: Some(edited), ..opts.clone() };
+    let edit_opts = RunOpts {
+        series: Some(edited),
+        ..opts.clone()
+    };
     let (edit, edit_s) = timed(|| compare::collect(&edit_opts))?;
     figures.push(figure(
         "edit loop: one patch edited (a comment in a .c file), new table",
@@ -98,26 +127,64 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     let micro = micro_benchmarks(&validator, &kernels, &initrd, opts)?;
 
     let table = Table {
-        header: ["measure", "value", "target", "note"].map(String::from).to_vec(),
-        rows: figures.iter().map(|f| vec![f.name.clone(), f.value.clone(), f.target.clone(), f.note.clone()]).collect(),
+        header: ["measure", "value", "target", "note"]
+            .map(String::from)
+            .to_vec(),
+        rows: figures
+            .iter()
+            .map(|f| {
+                vec![
+                    f.name.clone(),
+                    f.value.clone(),
+                    f.target.clone(),
+                    f.note.clone(),
+                ]
+            })
+            .collect(),
     };
     let micro_table = Table {
-        header: ["micro-benchmark", "where", "median", "p10", "p90", "iterations"].map(String::from).to_vec(),
+        header: [
+            "micro-benchmark",
+            "where",
+            "median",
+            "p10",
+            "p90",
+            "iterations",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: micro
             .iter()
             .map(|m| {
-                vec![m.name.clone(), m.place.clone(), format!("{} ns", m.median_ns), format!("{} ns", m.p10_ns), format!("{} ns", m.p90_ns), m.iters.to_string()]
+                vec![
+                    m.name.clone(),
+                    m.place.clone(),
+                    format!("{} ns", m.median_ns),
+                    format!("{} ns", m.p10_ns),
+                    format!("{} ns", m.p90_ns),
+                    m.iters.to_string(),
+                ]
             })
             .collect(),
     };
     let machine = machine_description();
     println!("\n{machine}\n");
     print!("{}\n{}", table.terminal(), micro_table.terminal());
-    let md = format!("{machine}\n\n{}\n{}", table.markdown(), micro_table.markdown());
+    let md = format!(
+        "{machine}\n\n{}\n{}",
+        table.markdown(),
+        micro_table.markdown()
+    );
     std::fs::write(results.join("bench.md"), md)?;
     let json = serde_json::json!({ "machine": machine, "figures": figures, "micro": micro });
-    std::fs::write(results.join("bench.json"), serde_json::to_string_pretty(&json)?)?;
-    println!("\nwritten: {} and bench.json", results.join("bench.md").display());
+    std::fs::write(
+        results.join("bench.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!(
+        "\nwritten: {} and bench.json",
+        results.join("bench.md").display()
+    );
     Ok(0)
 }
 
@@ -131,13 +198,21 @@ fn push_boot_figures(figures: &mut Vec<Figure>, c: &Comparison) {
     for r in [&c.vanilla, &c.patched] {
         let accel = format!("{:?}", r.accelerator).to_uppercase();
         figures.push(figure(
-            &format!("boot {} ({accel}): QEMU start to first KTAP line", r.variant.name()),
-            r.seconds_to_first_ktap.map(secs).unwrap_or_else(|| "none".into()),
+            &format!(
+                "boot {} ({accel}): QEMU start to first KTAP line",
+                r.variant.name()
+            ),
+            r.seconds_to_first_ktap
+                .map(secs)
+                .unwrap_or_else(|| "none".into()),
             "<= 1.5 s",
             format!("-cpu {}", r.cpu),
         ));
         figures.push(figure(
-            &format!("boot {} ({accel}): QEMU start to exit, whole suite", r.variant.name()),
+            &format!(
+                "boot {} ({accel}): QEMU start to exit, whole suite",
+                r.variant.name()
+            ),
             secs(r.seconds_boot_total),
             "-",
             format!("{} scenarios", r.ktap.results.len()),
@@ -159,16 +234,29 @@ fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> R
         return Ok(());
     }
     let qemu = Qemu::find()?;
-    let guest = Guest { qemu: &qemu, kernel, initrd, append: String::new(), accel: qemu::Accelerator::Kvm };
+    let guest = Guest {
+        qemu: &qemu,
+        kernel,
+        initrd,
+        append: String::new(),
+        accel: qemu::Accelerator::Kvm,
+    };
     let log = paths::results().join("bench-kvm-console.log");
     let boot = qemu::run(&guest, Duration::from_secs(120), &log, &mut |_| {})?;
     if boot.ending == qemu::Ending::SilentKvm {
         qemu::remember_kvm_silent();
-        figures.push(figure("boot (KVM)", "n/a".into(), "-", "KVM guest stayed silent".into()));
+        figures.push(figure(
+            "boot (KVM)",
+            "n/a".into(),
+            "-",
+            "KVM guest stayed silent".into(),
+        ));
     } else {
         figures.push(figure(
             "boot vanilla (KVM): QEMU start to first KTAP line",
-            boot.seconds_to_first_ktap.map(secs).unwrap_or_else(|| "none".into()),
+            boot.seconds_to_first_ktap
+                .map(secs)
+                .unwrap_or_else(|| "none".into()),
             "-",
             String::new(),
         ));
@@ -201,17 +289,37 @@ fn parse_micro(line: &str, place: &str) -> Option<Micro> {
     })
 }
 
-fn micro_benchmarks(validator: &Path, kernels: &[PathBuf; 2], initrd: &Path, opts: &RunOpts) -> Result<Vec<Micro>> {
+fn micro_benchmarks(
+    validator: &Path,
+    kernels: &[PathBuf; 2],
+    initrd: &Path,
+    opts: &RunOpts,
+) -> Result<Vec<Micro>> {
     let step = ui::Step::start("Micro-benchmarks on the host");
     let host = cmd::output(Command::new(validator).arg("--bench"))?;
     step.finish("done");
-    let mut out: Vec<Micro> = host.lines().filter_map(|l| parse_micro(l, "host")).collect();
+    let mut out: Vec<Micro> = host
+        .lines()
+        .filter_map(|l| parse_micro(l, "host"))
+        .collect();
     let qemu = Qemu::find()?;
     for (kernel, variant) in kernels.iter().zip([Variant::Vanilla, Variant::Patched]) {
         let step = ui::Step::start(format!("Micro-benchmarks in the {} guest", variant.name()));
-        let guest = Guest { qemu: &qemu, kernel, initrd, append: "validator.bench".into(), accel: qemu::Accelerator::Tcg };
+        let guest = Guest {
+            qemu: &qemu,
+            kernel,
+            initrd,
+            append: "validator.bench".into(),
+            accel: qemu::Accelerator::Tcg,
+        };
         let log = paths::results().join(format!("bench-{}-console.log", variant.name()));
-        let (boot, accel) = qemu::run_with_fallback(guest, opts.accel, Duration::from_secs(opts.timeout), &log, &mut |_| {})?;
+        let (boot, accel) = qemu::run_with_fallback(
+            guest,
+            opts.accel,
+            Duration::from_secs(opts.timeout),
+            &log,
+            &mut |_| {},
+        )?;
         step.finish("done");
         let place = format!("{} guest ({:?})", variant.name(), accel).to_lowercase();
         out.extend(boot.console.iter().filter_map(|l| parse_micro(l, &place)));
@@ -240,7 +348,11 @@ fn copy_series_with_edit(from: &Path, to: &Path) -> Result<()> {
         }
         std::fs::write(to.join(name), bytes)?;
     }
-    anyhow::ensure!(edited, "no patch in {} has a C hunk to edit", from.display());
+    anyhow::ensure!(
+        edited,
+        "no patch in {} has a C hunk to edit",
+        from.display()
+    );
     Ok(())
 }
 
@@ -273,22 +385,43 @@ fn bump_new_count(header: &str) -> Option<String> {
         Some((s, c)) => (s, c.parse::<u32>().ok()?),
         None => (range, 1),
     };
-    Some(format!("{}{start},{}{}", &header[..plus], count + 1, &header[end..]))
+    Some(format!(
+        "{}{start},{}{}",
+        &header[..plus],
+        count + 1,
+        &header[end..]
+    ))
 }
 
 fn machine_description() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .and_then(|m| {
+            m.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kib| kib / 1024 / 1024)
         .unwrap_or(0);
     let kernel = cmd::output(Command::new("uname").arg("-r")).unwrap_or_default();
-    format!("Machine: {cpus} CPUs ({model}), {mem_gib} GiB, host kernel {}", kernel.trim())
+    format!(
+        "Machine: {cpus} CPUs ({model}), {mem_gib} GiB, host kernel {}",
+        kernel.trim()
+    )
 }
 
 #[cfg(test)]
@@ -297,8 +430,15 @@ mod tests {
 
     #[test]
     fn parses_validator_bench_lines() {
-        let m = parse_micro("# bench getpid_int80_32 median_ns=412 p10_ns=400 p90_ns=450 iters=200", "host").unwrap();
-        assert_eq!((m.name.as_str(), m.median_ns, m.p10_ns, m.p90_ns, m.iters), ("getpid_int80_32", 412, 400, 450, 200));
+        let m = parse_micro(
+            "# bench getpid_int80_32 median_ns=412 p10_ns=400 p90_ns=450 iters=200",
+            "host",
+        )
+        .unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.median_ns, m.p10_ns, m.p90_ns, m.iters),
+            ("getpid_int80_32", 412, 400, 450, 200)
+        );
         assert!(parse_micro("# bench x median_ns=1", "host").is_none());
         assert!(parse_micro("ok 1 x", "host").is_none());
     }
@@ -307,8 +447,19 @@ mod tests {
     fn the_edit_adds_one_line_after_a_top_level_brace() {
         let patch = "--- a/x.h\n+++ b/x.h\n@@ -1,2 +1,3 @@\n a\n+}\n b\n--- a/f.c\n+++ b/f.c\n@@ -5,3 +5,4 @@ int f(void)\n int x;\n+int y;\n }\n \n";
         let edited = edit_patch(patch).unwrap();
-        assert!(edited.contains("@@ -5,3 +5,5 @@ int f(void)\n int x;\n+int y;\n }\n+/* xtask bench: an edit */\n"), "{edited}");
-        assert!(edited.contains("@@ -1,2 +1,3 @@\n a\n+}\n"), "the header hunk is left alone");
-        assert_eq!(bump_new_count("@@ -1 +1 @@").as_deref(), Some("@@ -1 +1,2 @@"));
+        assert!(
+            edited.contains(
+                "@@ -5,3 +5,5 @@ int f(void)\n int x;\n+int y;\n }\n+/* xtask bench: an edit */\n"
+            ),
+            "{edited}"
+        );
+        assert!(
+            edited.contains("@@ -1,2 +1,3 @@\n a\n+}\n"),
+            "the header hunk is left alone"
+        );
+        assert_eq!(
+            bump_new_count("@@ -1 +1 @@").as_deref(),
+            Some("@@ -1 +1,2 @@")
+        );
     }
 }

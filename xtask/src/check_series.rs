@@ -58,14 +58,26 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
         checks.push(Check { name, ok, detail });
     };
 
-    let applied = ws.kernel(Variant::Patched).map(|k| format!("applies, builds: {}", k.bzimage.display()));
+    let applied = ws
+        .kernel(Variant::Patched)
+        .map(|k| format!("applies, builds: {}", k.bzimage.display()));
     let applies = applied.is_ok();
-    record(format!("{} patches apply to Linux {}", ws.series.patches.len(), ws.source.version), applied);
+    record(
+        format!(
+            "{} patches apply to Linux {}",
+            ws.series.patches.len(),
+            ws.source.version
+        ),
+        applied,
+    );
     if !applies {
         return finish(checks);
     }
     for patch in &ws.series.patches {
-        record(format!("checkpatch --strict {}", patch.name), checkpatch(&ws, &patch.path));
+        record(
+            format!("checkpatch --strict {}", patch.name),
+            checkpatch(&ws, &patch.path),
+        );
     }
     for (name, result) in prefix_builds(&ws)? {
         record(name, result);
@@ -73,7 +85,10 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     for option in CONFIG_MATRIX {
         record(format!("builds with {option}=n"), matrix_build(&ws, option));
     }
-    record("x86 selftests: same results on both kernels, compat_mode only patched".into(), selftests(&ws, opts));
+    record(
+        "x86 selftests: same results on both kernels, compat_mode only patched".into(),
+        selftests(&ws, opts),
+    );
     finish(checks)
 }
 
@@ -82,12 +97,20 @@ fn finish(checks: Vec<Check>) -> Result<i32> {
         header: vec!["check".into(), "result".into()],
         rows: checks
             .iter()
-            .map(|c| vec![c.name.clone(), if c.ok { "ok".into() } else { "FAILED".into() }])
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    if c.ok { "ok".into() } else { "FAILED".into() },
+                ]
+            })
             .collect(),
     };
     println!();
     print!("{}", table.terminal());
-    for c in checks.iter().filter(|c| !c.ok || c.detail.contains("CHECK")) {
+    for c in checks
+        .iter()
+        .filter(|c| !c.ok || c.detail.contains("CHECK"))
+    {
         println!("\n{}:\n  {}", c.name, c.detail.replace('\n', "\n  "));
     }
     let out = paths::results().join("check-series.json");
@@ -102,7 +125,10 @@ fn checkpatch(ws: &Workspace, patch: &Path) -> Result<String> {
     let tree = ws.layout.src(Variant::Patched);
     // Debian's python3 first: another one on PATH (pyenv, a venv) may lack
     // the modules spdxcheck.py needs, and checkpatch then skips the check.
-    let path = format!("/usr/bin:/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "/usr/bin:/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("perl")
         .arg(tree.join("scripts/checkpatch.pl"))
         .args(["--strict", "--no-color", "--show-types"])
@@ -123,7 +149,9 @@ fn checkpatch(ws: &Workspace, patch: &Path) -> Result<String> {
         .lines()
         .filter(|l| l.starts_with("ERROR:") || l.starts_with("WARNING:") || l.starts_with("CHECK:"))
         .collect();
-    let detail = format!("{summary}\n{}", findings.join("\n")).trim().to_string();
+    let detail = format!("{summary}\n{}", findings.join("\n"))
+        .trim()
+        .to_string();
     anyhow::ensure!(summary.errors == 0 && summary.warnings == 0, "{detail}");
     Ok(detail)
 }
@@ -137,7 +165,11 @@ struct CheckpatchSummary {
 
 impl std::fmt::Display for CheckpatchSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} errors, {} warnings, {} checks", self.errors, self.warnings, self.checks)
+        write!(
+            f,
+            "{} errors, {} warnings, {} checks",
+            self.errors, self.warnings, self.checks
+        )
     }
 }
 
@@ -172,7 +204,10 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
     let mut warnings_before = BTreeMap::new();
     let n = ws.series.patches.len();
     for k in 0..=n {
-        let prefix = Series { dir: ws.series.dir.clone(), patches: ws.series.patches[..k].to_vec() };
+        let prefix = Series {
+            dir: ws.series.dir.clone(),
+            patches: ws.series.patches[..k].to_vec(),
+        };
         let built = series::apply(&tree, &ws.source.commit, &prefix, &log).and_then(|()| {
             kbuild::build(&BuildInputs {
                 what: format!("Building vanilla + {k} of {n} patches"),
@@ -188,7 +223,10 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
             warnings_before = w1_warnings(&tree, &build, &touched, ws.jobs)?;
             continue;
         }
-        let name = format!("builds with patches 1..{k} ({})", ws.series.patches[k - 1].name);
+        let name = format!(
+            "builds with patches 1..{k} ({})",
+            ws.series.patches[k - 1].name
+        );
         let failed = built.is_err();
         results.push((name, built.map(|_| "ok".to_string())));
         if failed {
@@ -196,7 +234,10 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
         }
         if k == n {
             let after = w1_warnings(&tree, &build, &touched, ws.jobs)?;
-            results.push(("no new W=1 warnings in touched files".into(), compare_warnings(&warnings_before, &after)));
+            results.push((
+                "no new W=1 warnings in touched files".into(),
+                compare_warnings(&warnings_before, &after),
+            ));
         }
     }
     Ok(results)
@@ -222,7 +263,12 @@ fn touched_c_files(series: &Series) -> Vec<String> {
 }
 
 /// W=1 warning lines per touched file that this config builds.
-fn w1_warnings(tree: &Path, build: &Path, files: &[String], jobs: usize) -> Result<BTreeMap<String, Vec<String>>> {
+fn w1_warnings(
+    tree: &Path,
+    build: &Path,
+    files: &[String],
+    jobs: usize,
+) -> Result<BTreeMap<String, Vec<String>>> {
     let mut out = BTreeMap::new();
     for file in files {
         let object = file.trim_end_matches(".c").to_string() + ".o";
@@ -231,7 +277,9 @@ fn w1_warnings(tree: &Path, build: &Path, files: &[String], jobs: usize) -> Resu
         }
         let mut make = kbuild::make(tree, build, jobs, &object);
         make.arg("W=1");
-        let output = make.output().with_context(|| format!("W=1 build of {object}"))?;
+        let output = make
+            .output()
+            .with_context(|| format!("W=1 build of {object}"))?;
         let text = String::from_utf8_lossy(&output.stderr);
         let warnings = text
             .lines()
@@ -254,7 +302,10 @@ fn strip_line_numbers(line: &str) -> String {
     }
 }
 
-fn compare_warnings(before: &BTreeMap<String, Vec<String>>, after: &BTreeMap<String, Vec<String>>) -> Result<String> {
+fn compare_warnings(
+    before: &BTreeMap<String, Vec<String>>,
+    after: &BTreeMap<String, Vec<String>>,
+) -> Result<String> {
     let mut new = Vec::new();
     for (file, warnings) in after {
         let old = before.get(file).cloned().unwrap_or_default();
@@ -265,7 +316,10 @@ fn compare_warnings(before: &BTreeMap<String, Vec<String>>, after: &BTreeMap<Str
         }
     }
     anyhow::ensure!(new.is_empty(), "new W=1 warnings:\n{}", new.join("\n"));
-    Ok(format!("{} touched files compiled with W=1, no new warnings", after.len()))
+    Ok(format!(
+        "{} touched files compiled with W=1, no new warnings",
+        after.len()
+    ))
 }
 
 /// The test VM's fragment with one option switched off.
@@ -308,9 +362,24 @@ fn selftests(ws: &Workspace, opts: &RunOpts) -> Result<String> {
     for variant in [Variant::Vanilla, Variant::Patched] {
         let kernel = ws.kernel(variant)?;
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
-        let guest = Guest { qemu: &qemu, kernel: &kernel.vmlinux, initrd: &initrd, append: String::new(), accel: qemu::Accelerator::Tcg };
-        let step = ui::Step::start(format!("Running x86 selftests on the {} kernel", variant.name()));
-        let (boot, _) = qemu::run_with_fallback(guest, opts.accel, Duration::from_secs(opts.timeout), &log, &mut |_| {})?;
+        let guest = Guest {
+            qemu: &qemu,
+            kernel: &kernel.vmlinux,
+            initrd: &initrd,
+            append: String::new(),
+            accel: qemu::Accelerator::Tcg,
+        };
+        let step = ui::Step::start(format!(
+            "Running x86 selftests on the {} kernel",
+            variant.name()
+        ));
+        let (boot, _) = qemu::run_with_fallback(
+            guest,
+            opts.accel,
+            Duration::from_secs(opts.timeout),
+            &log,
+            &mut |_| {},
+        )?;
         step.finish("done");
         let exits = parse_exits(&boot.console);
         anyhow::ensure!(
@@ -326,18 +395,30 @@ fn selftests(ws: &Workspace, opts: &RunOpts) -> Result<String> {
     judge_selftests(&codes["vanilla"], &codes["patched"])
 }
 
-fn judge_selftests(vanilla: &BTreeMap<String, i32>, patched: &BTreeMap<String, i32>) -> Result<String> {
+fn judge_selftests(
+    vanilla: &BTreeMap<String, i32>,
+    patched: &BTreeMap<String, i32>,
+) -> Result<String> {
     let mut problems = Vec::new();
     let mut lines = Vec::new();
     for (name, v) in vanilla {
         let p = patched.get(name).copied().unwrap_or(-1);
         lines.push(format!("{name}: vanilla {v}, patched {p}"));
-        let ok = if name == OWN_SELFTEST { *v == KSFT_SKIP && p == 0 } else { *v == p };
+        let ok = if name == OWN_SELFTEST {
+            *v == KSFT_SKIP && p == 0
+        } else {
+            *v == p
+        };
         if !ok {
             problems.push(format!("{name}: vanilla exit {v}, patched exit {p}"));
         }
     }
-    anyhow::ensure!(problems.is_empty(), "{}\n(all: {})", problems.join("\n"), lines.join("; "));
+    anyhow::ensure!(
+        problems.is_empty(),
+        "{}\n(all: {})",
+        problems.join("\n"),
+        lines.join("; ")
+    );
     Ok(lines.join("\n"))
 }
 
@@ -358,17 +439,23 @@ fn build_selftests(ws: &Workspace) -> Result<Vec<PathBuf>> {
     let build = ws.layout.build(Variant::Patched);
     let log = ws.layout.logs().join("selftests.log");
     cmd::create_log(&log)?;
-    cmd::logged(&mut kbuild::make(&tree, &build, ws.jobs, "headers"), &log).context("make headers")?;
+    cmd::logged(&mut kbuild::make(&tree, &build, ws.jobs, "headers"), &log)
+        .context("make headers")?;
     let out = ws.layout.extra("selftests");
     std::fs::create_dir_all(&out)?;
-    let names: Vec<&str> = std::iter::once(OWN_SELFTEST).chain(UPSTREAM_SELFTESTS).collect();
+    let names: Vec<&str> = std::iter::once(OWN_SELFTEST)
+        .chain(UPSTREAM_SELFTESTS)
+        .collect();
     cmd::logged(
         Command::new("make")
             .arg("-C")
             .arg(tree.join("tools/testing/selftests/x86"))
             .arg(format!("OUTPUT={}", out.display()))
             .arg("CC=gcc -static")
-            .arg(format!("KHDR_INCLUDES=-isystem {}/usr/include", build.display()))
+            .arg(format!(
+                "KHDR_INCLUDES=-isystem {}/usr/include",
+                build.display()
+            ))
             .args(&names),
         &log,
     )
@@ -384,17 +471,31 @@ fn selftest_initramfs(ws: &Workspace, binaries: &[PathBuf]) -> Result<PathBuf> {
         "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t tmpfs tmp /tmp\ncd /tmp\n",
     );
     let mut entries = initramfs::base_entries();
-    entries.push(initramfs::Entry::File { dest: "/bin/busybox".into(), source: deps::BUSYBOX.into(), mode: 0o755 });
+    entries.push(initramfs::Entry::File {
+        dest: "/bin/busybox".into(),
+        source: deps::BUSYBOX.into(),
+        mode: 0o755,
+    });
     entries.push(initramfs::Entry::Dir("/selftests"));
     for bin in binaries {
         let name = bin.file_name().unwrap().to_string_lossy().into_owned();
-        script.push_str(&format!("echo '# start {name}'\n/selftests/{name}\necho \"selftest-exit {name} $?\"\n"));
-        entries.push(initramfs::Entry::File { dest: format!("/selftests/{name}"), source: bin.clone(), mode: 0o755 });
+        script.push_str(&format!(
+            "echo '# start {name}'\n/selftests/{name}\necho \"selftest-exit {name} $?\"\n"
+        ));
+        entries.push(initramfs::Entry::File {
+            dest: format!("/selftests/{name}"),
+            source: bin.clone(),
+            mode: 0o755,
+        });
     }
     script.push_str("reboot -f\n");
     let init = dir.join("selftests-init.sh");
     std::fs::write(&init, script)?;
-    entries.push(initramfs::Entry::File { dest: "/init".into(), source: init, mode: 0o755 });
+    entries.push(initramfs::Entry::File {
+        dest: "/init".into(),
+        source: init,
+        mode: 0o755,
+    });
     let out = dir.join("selftests.cpio");
     initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
     Ok(out)
@@ -407,44 +508,104 @@ mod tests {
     #[test]
     fn reads_checkpatch_totals() {
         let out = "WARNING: x\n\ntotal: 0 errors, 1 warnings, 2 checks, 120 lines checked\n";
-        assert_eq!(checkpatch_summary(out), Some(CheckpatchSummary { errors: 0, warnings: 1, checks: 2 }));
+        assert_eq!(
+            checkpatch_summary(out),
+            Some(CheckpatchSummary {
+                errors: 0,
+                warnings: 1,
+                checks: 2
+            })
+        );
         let out = "total: 3 errors, 0 warnings, 40 lines checked\n";
-        assert_eq!(checkpatch_summary(out), Some(CheckpatchSummary { errors: 3, warnings: 0, checks: 0 }));
+        assert_eq!(
+            checkpatch_summary(out),
+            Some(CheckpatchSummary {
+                errors: 3,
+                warnings: 0,
+                checks: 0
+            })
+        );
         assert_eq!(checkpatch_summary("nothing"), None);
     }
 
     #[test]
     fn matrix_fragment_switches_one_option_off() {
-        let f = matrix_fragment("CONFIG_A=y\nCONFIG_IA32_EMULATION=y\nCONFIG_IA32_EMULATION_DEFAULT_DISABLED=y\n", "CONFIG_IA32_EMULATION");
+        let f = matrix_fragment(
+            "CONFIG_A=y\nCONFIG_IA32_EMULATION=y\nCONFIG_IA32_EMULATION_DEFAULT_DISABLED=y\n",
+            "CONFIG_IA32_EMULATION",
+        );
         assert_eq!(f, "CONFIG_A=y\nCONFIG_IA32_EMULATION_DEFAULT_DISABLED=y\n# CONFIG_IA32_EMULATION is not set\n");
     }
 
     #[test]
     fn warnings_are_compared_without_line_numbers() {
-        assert_eq!(strip_line_numbers("arch/x86/a.c:12:5: warning: unused x"), "arch/x86/a.c: warning: unused x");
+        assert_eq!(
+            strip_line_numbers("arch/x86/a.c:12:5: warning: unused x"),
+            "arch/x86/a.c: warning: unused x"
+        );
         let before = BTreeMap::from([("a.c".to_string(), vec!["a.c: warning: old".to_string()])]);
         let same = BTreeMap::from([("a.c".to_string(), vec!["a.c: warning: old".to_string()])]);
         assert!(compare_warnings(&before, &same).is_ok());
-        let worse = BTreeMap::from([("a.c".to_string(), vec!["a.c: warning: old".into(), "a.c: warning: new".into()])]);
+        let worse = BTreeMap::from([(
+            "a.c".to_string(),
+            vec!["a.c: warning: old".into(), "a.c: warning: new".into()],
+        )]);
         let err = compare_warnings(&before, &worse).unwrap_err().to_string();
-        assert!(err.contains("a.c: warning: new") && !err.contains("old"), "{err}");
+        assert!(
+            err.contains("a.c: warning: new") && !err.contains("old"),
+            "{err}"
+        );
     }
 
     #[test]
     fn selftest_verdicts() {
-        let m = |pairs: &[(&str, i32)]| pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect::<BTreeMap<_, _>>();
-        let vanilla = m(&[("compat_mode_64", 4), ("sigreturn_64", 0), ("fsgsbase_64", 1)]);
-        let patched = m(&[("compat_mode_64", 0), ("sigreturn_64", 0), ("fsgsbase_64", 1)]);
-        assert!(judge_selftests(&vanilla, &patched).is_ok(), "same codes elsewhere are fine, even non-zero");
-        let regressed = m(&[("compat_mode_64", 0), ("sigreturn_64", 1), ("fsgsbase_64", 1)]);
-        assert!(judge_selftests(&vanilla, &regressed).unwrap_err().to_string().contains("sigreturn_64"));
-        let crashed_on_vanilla = m(&[("compat_mode_64", 139), ("sigreturn_64", 0), ("fsgsbase_64", 1)]);
-        assert!(judge_selftests(&crashed_on_vanilla, &patched).is_err(), "vanilla must skip cleanly");
+        let m = |pairs: &[(&str, i32)]| {
+            pairs
+                .iter()
+                .map(|(n, c)| (n.to_string(), *c))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let vanilla = m(&[
+            ("compat_mode_64", 4),
+            ("sigreturn_64", 0),
+            ("fsgsbase_64", 1),
+        ]);
+        let patched = m(&[
+            ("compat_mode_64", 0),
+            ("sigreturn_64", 0),
+            ("fsgsbase_64", 1),
+        ]);
+        assert!(
+            judge_selftests(&vanilla, &patched).is_ok(),
+            "same codes elsewhere are fine, even non-zero"
+        );
+        let regressed = m(&[
+            ("compat_mode_64", 0),
+            ("sigreturn_64", 1),
+            ("fsgsbase_64", 1),
+        ]);
+        assert!(judge_selftests(&vanilla, &regressed)
+            .unwrap_err()
+            .to_string()
+            .contains("sigreturn_64"));
+        let crashed_on_vanilla = m(&[
+            ("compat_mode_64", 139),
+            ("sigreturn_64", 0),
+            ("fsgsbase_64", 1),
+        ]);
+        assert!(
+            judge_selftests(&crashed_on_vanilla, &patched).is_err(),
+            "vanilla must skip cleanly"
+        );
     }
 
     #[test]
     fn parses_exit_lines_and_touched_files() {
-        let console = vec!["noise".to_string(), "selftest-exit sigreturn_64 0".into(), "selftest-exit x 139".into()];
+        let console = vec![
+            "noise".to_string(),
+            "selftest-exit sigreturn_64 0".into(),
+            "selftest-exit x 139".into(),
+        ];
         let exits = parse_exits(&console);
         assert_eq!(exits.get("sigreturn_64"), Some(&0));
         assert_eq!(exits.get("x"), Some(&139));
@@ -453,7 +614,10 @@ mod tests {
             path: "p".into(),
             contents: b"+++ b/arch/x86/a.c\n+++ b/include/x.h\n+++ b/tools/testing/t.c\n".to_vec(),
         };
-        let series = Series { dir: PathBuf::new(), patches: vec![patch] };
+        let series = Series {
+            dir: PathBuf::new(),
+            patches: vec![patch],
+        };
         assert_eq!(touched_c_files(&series), ["arch/x86/a.c"]);
     }
 }

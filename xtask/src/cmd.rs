@@ -32,7 +32,9 @@ pub fn logged(cmd: &mut Command, log: &Path) -> Result<()> {
         .open(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
     writeln!(file, "$ {}", describe(cmd))?;
-    cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
     let mut child = crate::reaper::spawn(cmd)?;
     let status = child
         .child

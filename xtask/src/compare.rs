@@ -16,7 +16,12 @@ pub struct Comparison {
 }
 
 pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
-    let Comparison { ws, declared, vanilla, patched } = collect(opts)?;
+    let Comparison {
+        ws,
+        declared,
+        vanilla,
+        patched,
+    } = collect(opts)?;
     let table = compare_table(&declared, &vanilla, &patched);
     println!();
     print!("{}", header(&vanilla, &patched, &ws));
@@ -41,7 +46,10 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
         let compact = compact_table(&table).terminal();
         let body = format!("{}\n{compact}", header(&vanilla, &patched, &ws));
         let updated = replace_between_markers(&text, &body).with_context(|| {
-            format!("{} has no `{TABLE_START}` ... `{TABLE_END}` lines", letter.display())
+            format!(
+                "{} has no `{TABLE_START}` ... `{TABLE_END}` lines",
+                letter.display()
+            )
         })?;
         std::fs::write(&letter, updated)?;
         println!("table written into {}", letter.display());
@@ -49,7 +57,11 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
 
     let unexpected = table.rows.iter().filter(|r| r[5] != "as expected").count();
     let problems = vanilla.problems.len() + patched.problems.len();
-    println!("\ntable (Markdown, for a cover letter): {}\nreports: {}", out.display(), json.display());
+    println!(
+        "\ntable (Markdown, for a cover letter): {}\nreports: {}",
+        out.display(),
+        json.display()
+    );
     if unexpected == 0 && problems == 0 {
         println!("every scenario behaved as declared on both kernels");
         Ok(0)
@@ -71,12 +83,24 @@ pub fn collect(opts: &RunOpts) -> Result<Comparison> {
 
     // The two guests are independent: boot them side by side.
     let (vanilla, patched) = std::thread::scope(|s| {
-        let v = s.spawn(|| pipeline::boot_validator(&ws, Variant::Vanilla, vanilla, &initrd, &qemu, opts));
-        let p = s.spawn(|| pipeline::boot_validator(&ws, Variant::Patched, patched, &initrd, &qemu, opts));
-        (v.join().expect("vanilla boot thread"), p.join().expect("patched boot thread"))
+        let v = s.spawn(|| {
+            pipeline::boot_validator(&ws, Variant::Vanilla, vanilla, &initrd, &qemu, opts)
+        });
+        let p = s.spawn(|| {
+            pipeline::boot_validator(&ws, Variant::Patched, patched, &initrd, &qemu, opts)
+        });
+        (
+            v.join().expect("vanilla boot thread"),
+            p.join().expect("patched boot thread"),
+        )
     });
     let (vanilla, patched) = (vanilla?, patched?);
-    Ok(Comparison { ws, declared, vanilla, patched })
+    Ok(Comparison {
+        ws,
+        declared,
+        vanilla,
+        patched,
+    })
 }
 
 const TABLE_START: &str = "--- before/after table (cargo xtask compare) ---";
@@ -93,13 +117,18 @@ fn replace_between_markers(text: &str, body: &str) -> Option<String> {
 fn compact_table(table: &Table) -> Table {
     let keep = [0, 2, 3, 4, 5];
     let pick = |row: &Vec<String>| keep.iter().map(|&i| row[i].clone()).collect();
-    Table { header: pick(&table.header), rows: table.rows.iter().map(pick).collect() }
+    Table {
+        header: pick(&table.header),
+        rows: table.rows.iter().map(pick).collect(),
+    }
 }
 
 /// What was compared: a reader of the table must be able to rebuild it.
 fn header(vanilla: &RunReport, patched: &RunReport, ws: &Workspace) -> String {
     // No local paths: this line goes into cover letters (reports keep them).
-    let origin = Path::new(&ws.source.origin).file_name().map(|n| n.to_string_lossy().into_owned());
+    let origin = Path::new(&ws.source.origin)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     format!(
         "Linux {} ({} {})\n{} patches (series {}), config {}\nQEMU {}.{}.{} {} -cpu {}\n",
         ws.source.version,
@@ -141,9 +170,16 @@ pub fn compare_table(declared: &[Declared], vanilla: &RunReport, patched: &RunRe
         })
         .collect();
     Table {
-        header: ["scenario", "what it checks", "vanilla", "patched", "expected v/p", "verdict"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "scenario",
+            "what it checks",
+            "vanilla",
+            "patched",
+            "expected v/p",
+            "verdict",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows,
     }
 }
@@ -156,7 +192,10 @@ mod tests {
     fn the_table_goes_between_the_markers_and_replaces_the_old_one() {
         let letter = format!("intro\n{TABLE_START}\nold table\n{TABLE_END}\nsign-off\n");
         let once = replace_between_markers(&letter, "new table\n").unwrap();
-        assert_eq!(once, format!("intro\n{TABLE_START}\nnew table\n{TABLE_END}\nsign-off\n"));
+        assert_eq!(
+            once,
+            format!("intro\n{TABLE_START}\nnew table\n{TABLE_END}\nsign-off\n")
+        );
         let twice = replace_between_markers(&once, "newer\n").unwrap();
         assert!(!twice.contains("new table") && twice.contains("newer"));
         assert!(replace_between_markers("no markers", "x").is_none());

@@ -42,17 +42,29 @@ mod tests {
 
     #[test]
     fn recognises_kernel_problems() {
-        assert_eq!(kernel_problem("[    2.001] Kernel panic - not syncing: Attempted to kill init!"), Some("panic"));
+        assert_eq!(
+            kernel_problem("[    2.001] Kernel panic - not syncing: Attempted to kill init!"),
+            Some("panic")
+        );
         assert_eq!(kernel_problem("Oops: 0000 [#1] PREEMPT SMP"), Some("oops"));
-        assert_eq!(kernel_problem("[ 1.5] BUG: kernel NULL pointer dereference, address: 0"), Some("BUG"));
-        assert_eq!(kernel_problem("WARNING: CPU: 0 PID: 1 at mm/mmap.c:100 foo+0x1/0x2"), Some("WARNING"));
+        assert_eq!(
+            kernel_problem("[ 1.5] BUG: kernel NULL pointer dereference, address: 0"),
+            Some("BUG")
+        );
+        assert_eq!(
+            kernel_problem("WARNING: CPU: 0 PID: 1 at mm/mmap.c:100 foo+0x1/0x2"),
+            Some("WARNING")
+        );
         assert_eq!(kernel_problem("kernel BUG at mm/memory.c:42!"), Some("BUG"));
         assert!(is_panic("Kernel panic - not syncing: Fatal exception"));
     }
 
     #[test]
     fn ignores_validator_lines_that_mention_the_words() {
-        assert_eq!(kernel_problem("# sigsegv: child got SIGSEGV, not a BUG: fine"), None);
+        assert_eq!(
+            kernel_problem("# sigsegv: child got SIGSEGV, not a BUG: fine"),
+            None
+        );
         assert_eq!(kernel_problem("ok 3 no_warning_here"), None);
         assert_eq!(kernel_problem("random: crng init done"), None);
     }

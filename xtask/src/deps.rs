@@ -18,9 +18,8 @@ pub struct Need {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn file_exists(path: &str) -> bool {
@@ -32,11 +31,19 @@ fn qemu_present(_: &str) -> bool {
 }
 
 const fn tool(what: &'static str, package: &'static str) -> Need {
-    Need { what, present: on_path, package }
+    Need {
+        what,
+        present: on_path,
+        package,
+    }
 }
 
 const fn file(what: &'static str, package: &'static str) -> Need {
-    Need { what, present: file_exists, package }
+    Need {
+        what,
+        present: file_exists,
+        package,
+    }
 }
 
 /// Everything the pipeline needs for this kernel source.
@@ -56,7 +63,11 @@ pub fn needed_for(provider: &Provider) -> Vec<Need> {
         file("/usr/include/openssl/ssl.h", "libssl-dev"),
         file("/usr/include/stdio.h", "libc6-dev"),
         file(BUSYBOX, "busybox-static"),
-        Need { what: "qemu-system-x86_64", present: qemu_present, package: "qemu-system-x86" },
+        Need {
+            what: "qemu-system-x86_64",
+            present: qemu_present,
+            package: "qemu-system-x86",
+        },
     ];
     if matches!(provider, Provider::DebianPackage) {
         needs.push(file(DEBIAN_TARBALL, DEBIAN_PACKAGE));
@@ -91,18 +102,33 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     packages.sort();
     packages.dedup();
     let what: Vec<&str> = missing.iter().map(|n| n.what).collect();
-    let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
+    let command = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
     let root = nix::unistd::geteuid().is_root();
-    let sudo = !root && Command::new("sudo").args(["-n", "true"]).status().is_ok_and(|s| s.success());
+    let sudo = !root
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
     if !root && !sudo {
         bail!(
             "missing on this host: {}.\nInstall them with:\n  sudo apt-get update && sudo {command}",
             what.join(", ")
         );
     }
-    eprintln!("installing missing host packages ({}) for: {}", packages.join(" "), what.join(", "));
+    eprintln!(
+        "installing missing host packages ({}) for: {}",
+        packages.join(" "),
+        what.join(", ")
+    );
     let apt = |args: &[&str]| {
-        let mut c = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut c = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             c.arg("apt-get");
         }
@@ -112,12 +138,19 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     let mut install: Vec<&str> = vec!["install", "-y", "--no-install-recommends"];
     install.extend(&packages);
     // A fresh machine may have empty package lists: update once and retry.
-    if !apt(&install) && !(apt(&["update"]) && apt(&install)) {
-        bail!("apt-get could not install {}; run `{command}` by hand and retry", packages.join(" "));
+    let installed = apt(&install) || (apt(&["update"]) && apt(&install));
+    if !installed {
+        bail!(
+            "apt-get could not install {}; run `{command}` by hand and retry",
+            packages.join(" ")
+        );
     }
     let still: Vec<&str> = self::missing(needs).iter().map(|n| n.what).collect();
     if !still.is_empty() {
-        bail!("still missing after installing packages: {}", still.join(", "));
+        bail!(
+            "still missing after installing packages: {}",
+            still.join(", ")
+        );
     }
     Ok(())
 }
@@ -130,7 +163,9 @@ mod tests {
     fn the_debian_source_is_needed_only_by_default() {
         let has_source = |needs: Vec<Need>| needs.iter().any(|n| n.package == DEBIAN_PACKAGE);
         assert!(has_source(needed_for(&Provider::DebianPackage)));
-        assert!(!has_source(needed_for(&Provider::Tarball("/x.tar.xz".into()))));
+        assert!(!has_source(needed_for(&Provider::Tarball(
+            "/x.tar.xz".into()
+        ))));
         assert!(!has_source(needed_for(&Provider::Tree("/src".into()))));
     }
 
@@ -138,8 +173,16 @@ mod tests {
     fn presence_checks_look_at_the_host() {
         assert!(on_path("sh"));
         assert!(!on_path("surely-no-such-program-here"));
-        let fake = Need { what: "/no/such/file", present: file_exists, package: "p" };
-        let real = Need { what: "/bin/sh", present: file_exists, package: "q" };
+        let fake = Need {
+            what: "/no/such/file",
+            present: file_exists,
+            package: "p",
+        };
+        let real = Need {
+            what: "/bin/sh",
+            present: file_exists,
+            package: "q",
+        };
         let needs = [fake.clone(), real];
         let names: Vec<&str> = missing(&needs).iter().map(|n| n.what).collect();
         assert_eq!(names, [fake.what]);

@@ -12,14 +12,25 @@ pub fn run(opts: &SourceOpts) -> Result<i32> {
     println!("host tools and files:");
     for need in &needs {
         let ok = !missing.iter().any(|m| m.what == need.what);
-        println!("  [{}] {:<28} (Debian package {})", if ok { "ok" } else { "--" }, need.what, need.package);
+        println!(
+            "  [{}] {:<28} (Debian package {})",
+            if ok { "ok" } else { "--" },
+            need.what,
+            need.package
+        );
     }
-    println!("\nkernel source: {} ({})", provider.origin().display(), provider.kind());
+    println!(
+        "\nkernel source: {} ({})",
+        provider.origin().display(),
+        provider.kind()
+    );
     match Qemu::find() {
         Ok(q) => {
             println!("\nQEMU: {} ({})", q.version_text, q.path.display());
             if q.needs_smap_workaround() {
-                println!("  older than 9.0: TCG guests get -cpu max,-smap (far-return bug under SMAP).");
+                println!(
+                    "  older than 9.0: TCG guests get -cpu max,-smap (far-return bug under SMAP)."
+                );
                 println!("  A fixed QEMU (>= 9, e.g. Debian bookworm-backports) can be used with QEMU=/path/to/qemu-system-x86_64.");
             }
         }

@@ -13,15 +13,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+type Check = fn(&RunOpts) -> Result<()>;
+
 pub fn run(opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, fn(&RunOpts) -> Result<()>); 7] = [
-        ("compare: both kernels built and booted, every scenario as declared", check_compare),
+    let checks: [(&str, Check); 7] = [
+        (
+            "compare: both kernels built and booted, every scenario as declared",
+            check_compare,
+        ),
         ("a second compare rebuilds nothing", check_cached),
-        ("initramfs: same inputs give the same bytes", check_initramfs_reproducible),
-        ("a patch that no longer applies is named, nothing stays applied", check_broken_patch),
-        ("a hung guest and a kernel panic are reported in time, no QEMU left", check_hang_and_panic),
-        ("Ctrl-C during a boot stops xtask and its QEMU", check_interrupt),
-        ("check-series: the series meets its quality bar", check_series_quality),
+        (
+            "initramfs: same inputs give the same bytes",
+            check_initramfs_reproducible,
+        ),
+        (
+            "a patch that no longer applies is named, nothing stays applied",
+            check_broken_patch,
+        ),
+        (
+            "a hung guest and a kernel panic are reported in time, no QEMU left",
+            check_hang_and_panic,
+        ),
+        (
+            "Ctrl-C during a boot stops xtask and its QEMU",
+            check_interrupt,
+        ),
+        (
+            "check-series: the series meets its quality bar",
+            check_series_quality,
+        ),
     ];
     let mut failed = 0;
     for (name, check) in checks {
@@ -44,7 +64,10 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
 
 fn check_compare(opts: &RunOpts) -> Result<()> {
     let code = compare::run(opts, false)?;
-    ensure!(code == 0, "cargo xtask compare exited {code}: see the table above");
+    ensure!(
+        code == 0,
+        "cargo xtask compare exited {code}: see the table above"
+    );
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
     ensure!(md.contains("| scenario |"), "compare.md has no table");
     Ok(())
@@ -52,7 +75,10 @@ fn check_compare(opts: &RunOpts) -> Result<()> {
 
 fn check_series_quality(opts: &RunOpts) -> Result<()> {
     let code = crate::check_series::run(opts)?;
-    ensure!(code == 0, "cargo xtask check-series exited {code}: see the table above");
+    ensure!(
+        code == 0,
+        "cargo xtask check-series exited {code}: see the table above"
+    );
     Ok(())
 }
 
@@ -60,7 +86,11 @@ fn check_cached(opts: &RunOpts) -> Result<()> {
     let ws = Workspace::open(opts)?;
     for variant in [Variant::Vanilla, Variant::Patched] {
         let kernel = ws.kernel(variant)?;
-        ensure!(kernel.cached, "{} kernel was rebuilt with nothing changed", variant.name());
+        ensure!(
+            kernel.cached,
+            "{} kernel was rebuilt with nothing changed",
+            variant.name()
+        );
     }
     Ok(())
 }
@@ -80,7 +110,12 @@ fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
 /// applied in a throwaway worktree (the cached patched tree is not touched).
 fn check_broken_patch(opts: &RunOpts) -> Result<()> {
     let ws = Workspace::open(opts)?;
-    let Some(first) = ws.series.patches.iter().find(|p| first_context_line(&p.contents).is_some()) else {
+    let Some(first) = ws
+        .series
+        .patches
+        .iter()
+        .find(|p| first_context_line(&p.contents).is_some())
+    else {
         bail!("the series has no patch with a context line to break");
     };
     let dir = tempfile::tempdir()?;
@@ -93,21 +128,45 @@ fn check_broken_patch(opts: &RunOpts) -> Result<()> {
     let vanilla = ws.layout.src(Variant::Vanilla);
     let tree = paths::target().join("e2e-worktree");
     let log = dir.path().join("log");
-    let _ = cmd::output(git(&vanilla).args(["worktree", "remove", "--force"]).arg(&tree));
+    let _ = cmd::output(
+        git(&vanilla)
+            .args(["worktree", "remove", "--force"])
+            .arg(&tree),
+    );
     let _ = std::fs::remove_dir_all(&tree);
-    cmd::logged(git(&vanilla).args(["worktree", "add", "--quiet", "--detach"]).arg(&tree).arg(&ws.source.commit), &log)?;
+    cmd::logged(
+        git(&vanilla)
+            .args(["worktree", "add", "--quiet", "--detach"])
+            .arg(&tree)
+            .arg(&ws.source.commit),
+        &log,
+    )?;
     let result = series::apply(&tree, &ws.source.commit, &series, &log);
     let clean = cmd::output(git(&tree).args(["status", "--porcelain"]))?;
     let head = cmd::output(git(&tree).args(["rev-parse", "HEAD"]))?;
-    let _ = cmd::output(git(&vanilla).args(["worktree", "remove", "--force"]).arg(&tree));
+    let _ = cmd::output(
+        git(&vanilla)
+            .args(["worktree", "remove", "--force"])
+            .arg(&tree),
+    );
     let err = match result {
         Ok(()) => bail!("the broken patch applied"),
         Err(e) => format!("{e:#}"),
     };
     eprintln!("{err}");
-    ensure!(err.contains(&first.name), "the error does not name {}: {err}", first.name);
-    ensure!(err.contains("patch failed:"), "the error does not name the file and hunk: {err}");
-    ensure!(clean.trim().is_empty() && head.trim() == ws.source.commit, "the tree was left half-applied");
+    ensure!(
+        err.contains(&first.name),
+        "the error does not name {}: {err}",
+        first.name
+    );
+    ensure!(
+        err.contains("patch failed:"),
+        "the error does not name the file and hunk: {err}"
+    );
+    ensure!(
+        clean.trim().is_empty() && head.trim() == ws.source.commit,
+        "the tree was left half-applied"
+    );
     Ok(())
 }
 
@@ -141,13 +200,26 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     let qemu = Qemu::find()?;
     let timeout = Duration::from_secs(30);
 
-    let hang = fake_guest(&ws, "hang", "echo '# start e2e_hangs'\nwhile :; do sleep 1; done\n")?;
+    let hang = fake_guest(
+        &ws,
+        "hang",
+        "echo '# start e2e_hangs'\nwhile :; do sleep 1; done\n",
+    )?;
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &hang, opts, timeout)?;
-    ensure!(boot.ending == Ending::TimedOut, "hung guest ended as {:?}", boot.ending);
-    ensure!(took < timeout + Duration::from_secs(10), "hang reported after {took:?}");
+    ensure!(
+        boot.ending == Ending::TimedOut,
+        "hung guest ended as {:?}",
+        boot.ending
+    );
+    ensure!(
+        took < timeout + Duration::from_secs(10),
+        "hang reported after {took:?}"
+    );
     let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
     ensure!(
-        problems.iter().any(|p| p.contains("while scenario e2e_hangs was running")),
+        problems
+            .iter()
+            .any(|p| p.contains("while scenario e2e_hangs was running")),
         "hang not attributed: {problems:?}"
     );
     ensure_no_qemu_left(&hang)?;
@@ -157,9 +229,14 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &panic, opts, timeout)?;
     ensure!(took < timeout, "panic reported after {took:?}");
     let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
-    ensure!(problems.iter().any(|p| p.contains("Kernel panic")), "panic not reported: {problems:?}");
     ensure!(
-        problems.iter().any(|p| p.contains("while scenario e2e_panics was running")),
+        problems.iter().any(|p| p.contains("Kernel panic")),
+        "panic not reported: {problems:?}"
+    );
+    ensure!(
+        problems
+            .iter()
+            .any(|p| p.contains("while scenario e2e_panics was running")),
         "panic not attributed: {problems:?}"
     );
     ensure!(!boot.console.is_empty(), "no console tail kept");
@@ -189,9 +266,15 @@ fn check_interrupt(opts: &RunOpts) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(xtask), nix::sys::signal::Signal::SIGINT)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(xtask),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
     let status = child.wait()?;
-    ensure!(status.code() == Some(130), "xtask ended with {status} after SIGINT, not 130");
+    ensure!(
+        status.code() == Some(130),
+        "xtask ended with {status} after SIGINT, not 130"
+    );
     std::thread::sleep(Duration::from_millis(500));
     ensure!(!alive(qemu), "QEMU (pid {qemu}) survived the interrupt");
     Ok(())
@@ -207,14 +290,23 @@ fn accel_arg(opts: &RunOpts) -> &'static str {
 
 /// Processes whose parent is `parent` and whose command name starts with `name`.
 fn children_named(parent: i32, name: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
             // "pid (comm) state ppid ...": comm may hold spaces, so split at the last ')'.
-            let Some((head, rest)) = stat.rsplit_once(") ") else { return false };
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
             let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
-            let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
+            let ppid = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i32>().ok());
             comm.starts_with(name) && ppid == Some(parent)
         })
         .collect()
@@ -233,22 +325,46 @@ fn fake_guest(ws: &Workspace, name: &str, body: &str) -> Result<PathBuf> {
     let dir = paths::target().join("e2e");
     std::fs::create_dir_all(&dir)?;
     let init = dir.join(format!("{name}-init.sh"));
-    std::fs::write(&init, format!("#!/bin/busybox sh\necho 'KTAP version 1'\necho '1..1'\n{body}"))?;
+    std::fs::write(
+        &init,
+        format!("#!/bin/busybox sh\necho 'KTAP version 1'\necho '1..1'\n{body}"),
+    )?;
     let mut entries = initramfs::base_entries();
-    entries.push(Entry::File { dest: "/bin/busybox".into(), source: crate::deps::BUSYBOX.into(), mode: 0o755 });
+    entries.push(Entry::File {
+        dest: "/bin/busybox".into(),
+        source: crate::deps::BUSYBOX.into(),
+        mode: 0o755,
+    });
     entries.push(Entry::Symlink("/bin/sleep".into(), "busybox".into()));
-    entries.push(Entry::File { dest: "/init".into(), source: init, mode: 0o755 });
+    entries.push(Entry::File {
+        dest: "/init".into(),
+        source: init,
+        mode: 0o755,
+    });
     let out = dir.join(format!("{name}.cpio"));
     initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
     Ok(out)
 }
 
-fn boot_fake(qemu: &Qemu, kernel: &Path, initrd: &Path, opts: &RunOpts, timeout: Duration) -> Result<(qemu::Boot, Ktap, Duration)> {
-    let guest = Guest { qemu, kernel, initrd, append: String::new(), accel: qemu::Accelerator::Tcg };
+fn boot_fake(
+    qemu: &Qemu,
+    kernel: &Path,
+    initrd: &Path,
+    opts: &RunOpts,
+    timeout: Duration,
+) -> Result<(qemu::Boot, Ktap, Duration)> {
+    let guest = Guest {
+        qemu,
+        kernel,
+        initrd,
+        append: String::new(),
+        accel: qemu::Accelerator::Tcg,
+    };
     let log = initrd.with_extension("console.log");
     let started = Instant::now();
     let mut ktap = Ktap::default();
-    let (boot, _) = qemu::run_with_fallback(guest, opts.accel, timeout, &log, &mut |l| ktap.push_line(l))?;
+    let (boot, _) =
+        qemu::run_with_fallback(guest, opts.accel, timeout, &log, &mut |l| ktap.push_line(l))?;
     Ok((boot, ktap, started.elapsed()))
 }
 
@@ -257,7 +373,9 @@ fn ensure_no_qemu_left(initrd: &Path) -> Result<()> {
     let needle = initrd.to_string_lossy().into_owned();
     for entry in std::fs::read_dir("/proc").context("reading /proc")? {
         let path = entry?.path();
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
             bail!("a QEMU process survived: {}", path.display());
         }
@@ -273,7 +391,10 @@ mod tests {
     fn breaking_a_patch_changes_only_a_context_line() {
         let patch = b"From x\n---\n--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n context one\n-old\n+new\n";
         let broken = String::from_utf8(break_patch(patch)).unwrap();
-        assert!(broken.contains("\n XTASK-E2E-STALE context one\n-old\n+new\n"), "{broken}");
+        assert!(
+            broken.contains("\n XTASK-E2E-STALE context one\n-old\n+new\n"),
+            "{broken}"
+        );
         assert_eq!(first_context_line(b"no hunks\n"), None);
     }
 }

@@ -17,14 +17,24 @@ pub fn build_validator() -> Result<PathBuf> {
     cmd::create_log(&log)?;
     cmd::logged(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--package", "validator", "--target", TARGET_TRIPLE])
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "validator",
+                "--target",
+                TARGET_TRIPLE,
+            ])
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
             .env("CARGO_TARGET_DIR", paths::target())
             .current_dir(paths::root()),
         &log,
     )
     .context("building the validator")?;
-    let binary = paths::target().join(TARGET_TRIPLE).join("release").join("validator");
+    let binary = paths::target()
+        .join(TARGET_TRIPLE)
+        .join("release")
+        .join("validator");
     ensure_static(&binary)?;
     step.finish("done");
     Ok(binary)
@@ -34,19 +44,26 @@ pub fn build_validator() -> Result<PathBuf> {
 fn ensure_static(binary: &Path) -> Result<()> {
     let elf = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     if has_interpreter(&elf) {
-        bail!("{} is dynamically linked (has PT_INTERP); it cannot be /init", binary.display());
+        bail!(
+            "{} is dynamically linked (has PT_INTERP); it cannot be /init",
+            binary.display()
+        );
     }
     Ok(())
 }
 
 /// True if a 64-bit little-endian ELF has a PT_INTERP program header.
 fn has_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
     let u64_at = |o: usize| {
         elf.get(o..o + 8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
     };
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
         return false;
     };
     (0..phnum).any(|i| {
@@ -59,7 +76,11 @@ fn has_interpreter(elf: &[u8]) -> bool {
 pub enum Entry {
     Dir(&'static str),
     CharDev(&'static str, u32, u32),
-    File { dest: String, source: PathBuf, mode: u32 },
+    File {
+        dest: String,
+        source: PathBuf,
+        mode: u32,
+    },
     Symlink(String, String),
 }
 
@@ -105,7 +126,11 @@ fn cmd_bytes(command: &mut Command) -> Result<Vec<u8>> {
         .output()
         .with_context(|| format!("cannot start {}", cmd::describe(command)))?;
     if !out.status.success() {
-        bail!("{} failed: {}", cmd::describe(command), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} failed: {}",
+            cmd::describe(command),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(out.stdout)
 }
@@ -118,8 +143,13 @@ fn gen_init_cpio(kernel_src: &Path) -> Result<PathBuf> {
         Some(t.metadata().ok()?.modified().ok()? >= source.metadata().ok()?.modified().ok()?)
     };
     if fresh(&tool) != Some(true) {
-        cmd::output(Command::new("gcc").args(["-O2", "-o"]).arg(&tool).arg(&source))
-            .context("compiling the kernel's usr/gen_init_cpio.c")?;
+        cmd::output(
+            Command::new("gcc")
+                .args(["-O2", "-o"])
+                .arg(&tool)
+                .arg(&source),
+        )
+        .context("compiling the kernel's usr/gen_init_cpio.c")?;
     }
     Ok(tool)
 }
@@ -130,10 +160,20 @@ mod tests {
 
     #[test]
     fn spec_lines_follow_gen_init_cpio_syntax() {
-        let file = Entry::File { dest: "/init".into(), source: "/x/v".into(), mode: 0o755 };
+        let file = Entry::File {
+            dest: "/init".into(),
+            source: "/x/v".into(),
+            mode: 0o755,
+        };
         assert_eq!(file.spec_line(), "file /init /x/v 755 0 0");
-        assert_eq!(Entry::CharDev("/dev/console", 5, 1).spec_line(), "nod /dev/console 0600 0 0 c 5 1");
-        assert_eq!(Entry::Symlink("/bin/sh".into(), "busybox".into()).spec_line(), "slink /bin/sh busybox 0777 0 0");
+        assert_eq!(
+            Entry::CharDev("/dev/console", 5, 1).spec_line(),
+            "nod /dev/console 0600 0 0 c 5 1"
+        );
+        assert_eq!(
+            Entry::Symlink("/bin/sh".into(), "busybox".into()).spec_line(),
+            "slink /bin/sh busybox 0777 0 0"
+        );
     }
 
     #[test]

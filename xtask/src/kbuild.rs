@@ -36,7 +36,12 @@ pub struct Kernel {
 /// The cache key of a build: if it is unchanged, nothing is rebuilt.
 pub fn build_key(tree_id: &str, series_hash: &str, fragment: &[u8], compiler: &str) -> String {
     let mut h = Sha256::new();
-    for part in [tree_id.as_bytes(), series_hash.as_bytes(), fragment, compiler.as_bytes()] {
+    for part in [
+        tree_id.as_bytes(),
+        series_hash.as_bytes(),
+        fragment,
+        compiler.as_bytes(),
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -72,15 +77,20 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
     let fragment = std::fs::read(fragment_path)
         .with_context(|| format!("cannot read {}", fragment_path.display()))?;
     let options = kconfig::canonical(&String::from_utf8_lossy(&fragment));
-    let key = build_key(inputs.tree_id, inputs.series_hash, options.as_bytes(), &compiler_version()?);
+    let key = build_key(
+        inputs.tree_id,
+        inputs.series_hash,
+        options.as_bytes(),
+        &compiler_version()?,
+    );
     let build = inputs.build;
     std::fs::create_dir_all(build)?;
     let stamp = build.join(".xtask-build-key");
     let bzimage = build.join("arch/x86/boot/bzImage");
     let vmlinux = build.join("vmlinux");
     let step = ui::Step::start(&inputs.what);
-    let cached = std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str())
-        && bzimage.is_file();
+    let cached =
+        std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str()) && bzimage.is_file();
     if !cached {
         let _ = std::fs::remove_file(&stamp);
         let log = build.join("build.log");
@@ -92,7 +102,11 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
         std::fs::write(&stamp, &key)?;
     }
     let config_hash = hex(&Sha256::digest(std::fs::read(build.join(".config"))?));
-    let elapsed = step.finish(if cached { "cached, nothing rebuilt" } else { "built" });
+    let elapsed = step.finish(if cached {
+        "cached, nothing rebuilt"
+    } else {
+        "built"
+    });
     Ok(Kernel {
         bzimage,
         vmlinux,
@@ -112,8 +126,14 @@ mod tests {
     fn every_input_changes_the_key() {
         let base = build_key("tree", "series", b"CONFIG_A=y\n", "gcc 12");
         assert_eq!(base, build_key("tree", "series", b"CONFIG_A=y\n", "gcc 12"));
-        assert_ne!(base, build_key("tree2", "series", b"CONFIG_A=y\n", "gcc 12"));
-        assert_ne!(base, build_key("tree", "series2", b"CONFIG_A=y\n", "gcc 12"));
+        assert_ne!(
+            base,
+            build_key("tree2", "series", b"CONFIG_A=y\n", "gcc 12")
+        );
+        assert_ne!(
+            base,
+            build_key("tree", "series2", b"CONFIG_A=y\n", "gcc 12")
+        );
         assert_ne!(base, build_key("tree", "series", b"CONFIG_A=n\n", "gcc 12"));
         assert_ne!(base, build_key("tree", "series", b"CONFIG_A=y\n", "gcc 13"));
         // Field boundaries matter: moving a byte between inputs is a new key.

@@ -60,7 +60,11 @@ pub struct Dropped {
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: wanted {}, got {}", self.option, self.wanted, self.got)
+        write!(
+            f,
+            "{}: wanted {}, got {}",
+            self.option, self.wanted, self.got
+        )
     }
 }
 
@@ -70,8 +74,15 @@ pub fn dropped_options(fragment: &str, config: &str) -> Vec<Dropped> {
     parse(fragment)
         .into_iter()
         .filter_map(|(option, wanted)| {
-            let got = have.get(&option).cloned().unwrap_or_else(|| "n".to_string());
-            (got != wanted).then_some(Dropped { option, wanted, got })
+            let got = have
+                .get(&option)
+                .cloned()
+                .unwrap_or_else(|| "n".to_string());
+            (got != wanted).then_some(Dropped {
+                option,
+                wanted,
+                got,
+            })
         })
         .collect()
 }
@@ -79,7 +90,10 @@ pub fn dropped_options(fragment: &str, config: &str) -> Vec<Dropped> {
 /// The options a fragment sets, one `CONFIG_X=v` per line in a fixed order:
 /// what the build depends on (a comment edit must not rebuild a kernel).
 pub fn canonical(fragment: &str) -> String {
-    parse(fragment).into_iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    parse(fragment)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
 }
 
 /// `CONFIG_X=v` and `# CONFIG_X is not set` (value "n") lines.
@@ -91,7 +105,9 @@ fn parse(text: &str) -> BTreeMap<String, String> {
                 .strip_prefix("# ")
                 .and_then(|l| l.strip_suffix(" is not set"))
             {
-                return name.starts_with("CONFIG_").then(|| (name.to_string(), "n".to_string()));
+                return name
+                    .starts_with("CONFIG_")
+                    .then(|| (name.to_string(), "n".to_string()));
             }
             let (name, value) = line.split_once('=')?;
             name.starts_with("CONFIG_")
@@ -140,7 +156,9 @@ mod tests {
     fn the_repo_fragment_parses() {
         let text = std::fs::read_to_string(crate::paths::config_fragment()).unwrap();
         let options = parse(&text);
-        assert!(options.get("CONFIG_IA32_EMULATION").is_some_and(|v| v == "y"));
+        assert!(options
+            .get("CONFIG_IA32_EMULATION")
+            .is_some_and(|v| v == "y"));
         assert!(options.len() > 10);
     }
 }

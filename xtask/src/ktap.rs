@@ -102,9 +102,7 @@ impl Ktap {
 
     /// Every planned result arrived and the totals line was printed.
     pub fn complete(&self) -> bool {
-        self.saw_version
-            && self.finished
-            && self.plan == Some(self.results.len() as u32)
+        self.saw_version && self.finished && self.plan == Some(self.results.len() as u32)
     }
 
     pub fn get(&self, id: &str) -> Option<&TestResult> {
@@ -113,7 +111,9 @@ impl Ktap {
 }
 
 fn is_test_id(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `ok 3 name`, `not ok 4 name`, `ok 5 name # SKIP reason`.
@@ -131,9 +131,7 @@ fn parse_result(line: &str) -> Option<TestResult> {
     };
     let skip = directive.and_then(|d| {
         let upper = d.to_ascii_uppercase();
-        upper
-            .starts_with("SKIP")
-            .then(|| d[4..].trim().to_string())
+        upper.starts_with("SKIP").then(|| d[4..].trim().to_string())
     });
     let status = match (skip, passed) {
         (Some(reason), _) => Status::Skip(reason),
@@ -174,7 +172,10 @@ ok 3 sysenter_amd # SKIP not an AMD CPU
         assert_eq!(k.plan, Some(3));
         assert_eq!(k.results.len(), 3);
         assert_eq!(k.results[0].status, Status::Pass);
-        assert_eq!(k.results[0].diagnostics, vec!["eax after 0x48 = 0xffffffff"]);
+        assert_eq!(
+            k.results[0].diagnostics,
+            vec!["eax after 0x48 = 0xffffffff"]
+        );
         assert_eq!(k.results[1].status, Status::Fail);
         assert_eq!(k.get("set_compat").unwrap().number, 2);
         assert_eq!(k.results[2].status, Status::Skip("not an AMD CPU".into()));

@@ -16,7 +16,10 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         Ok(lock) => return Ok(DirLock(lock)),
         Err((file, _)) => file,
     };
-    eprintln!("waiting for another xtask run that holds {}", path.display());
+    eprintln!(
+        "waiting for another xtask run that holds {}",
+        path.display()
+    );
     Flock::lock(file, FlockArg::LockExclusive)
         .map(DirLock)
         .map_err(|(_, errno)| errno)

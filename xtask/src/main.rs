@@ -32,7 +32,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Compat-mode kernel patches: build, boot, compare")]
+#[command(
+    name = "cargo xtask",
+    about = "Compat-mode kernel patches: build, boot, compare"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -25,17 +25,31 @@ impl Workspace {
     pub fn open(opts: &RunOpts) -> Result<Workspace> {
         let provider = Provider::from_opts(&opts.source)?;
         deps::ensure(&deps::needed_for(&provider))?;
-        let series_dir = opts.series.clone().unwrap_or_else(paths::default_series_dir);
+        let series_dir = opts
+            .series
+            .clone()
+            .unwrap_or_else(paths::default_series_dir);
         let series = Series::load(&series_dir)?;
         let layout = Layout::new(&provider);
         let lock = lock::lock_dir(&layout.dir)?;
-        let step = ui::Step::start(format!("Importing kernel source ({})", provider.origin().display()));
+        let step = ui::Step::start(format!(
+            "Importing kernel source ({})",
+            provider.origin().display()
+        ));
         let source = source::import(&provider, &layout)?;
         step.finish(&format!("Linux {}", source.version));
         let jobs = opts.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         });
-        Ok(Workspace { layout, source, series, jobs, _lock: lock })
+        Ok(Workspace {
+            layout,
+            source,
+            series,
+            jobs,
+            _lock: lock,
+        })
     }
 
     /// The series hash a variant is built with (vanilla: the empty series).
@@ -158,9 +172,20 @@ pub fn boot_validator(
     step.finish(&format!(
         "{} results, {}",
         ktap.results.len(),
-        if problems.is_empty() { "clean" } else { "PROBLEMS" }
+        if problems.is_empty() {
+            "clean"
+        } else {
+            "PROBLEMS"
+        }
     ));
-    let cpu = Guest { qemu, kernel: &kernel.vmlinux, initrd, append: String::new(), accel }.cpu_description();
+    let cpu = Guest {
+        qemu,
+        kernel: &kernel.vmlinux,
+        initrd,
+        append: String::new(),
+        accel,
+    }
+    .cpu_description();
     let tail_from = boot.console.len().saturating_sub(30);
     let report = RunReport {
         variant,
@@ -206,7 +231,12 @@ pub fn build_only(variant: Option<Variant>, opts: &RunOpts) -> Result<i32> {
     };
     for v in variants {
         let kernel = ws.kernel(v)?;
-        println!("{}: {} (config {})", v.name(), kernel.bzimage.display(), kernel.build_dir.join(".config").display());
+        println!(
+            "{}: {} (config {})",
+            v.name(),
+            kernel.bzimage.display(),
+            kernel.build_dir.join(".config").display()
+        );
     }
     Ok(0)
 }
@@ -225,8 +255,18 @@ pub fn run_one(variant: Variant, opts: &RunOpts) -> Result<i32> {
     print_diagnostics(&report, &declared, variant);
     print_problems(&report);
     let as_expected = table.rows.iter().all(|r| r[3] == "as expected");
-    println!("\nreport: {}", paths::results().join(variant.name()).join("report.json").display());
-    Ok(if as_expected && report.problems.is_empty() { 0 } else { 1 })
+    println!(
+        "\nreport: {}",
+        paths::results()
+            .join(variant.name())
+            .join("report.json")
+            .display()
+    );
+    Ok(if as_expected && report.problems.is_empty() {
+        0
+    } else {
+        1
+    })
 }
 
 /// Every scenario the run should have reported.
@@ -245,23 +285,40 @@ fn single_table(report: &RunReport, declared: &[Declared]) -> Table {
         })
         .collect();
     Table {
-        header: vec!["scenario".into(), report.variant.name().into(), "expected".into(), "verdict".into()],
+        header: vec![
+            "scenario".into(),
+            report.variant.name().into(),
+            "expected".into(),
+            "verdict".into(),
+        ],
         rows,
     }
 }
 
 pub fn verdict(ok: bool) -> String {
-    if ok { "as expected".into() } else { "UNEXPECTED".into() }
+    if ok {
+        "as expected".into()
+    } else {
+        "UNEXPECTED".into()
+    }
 }
 
 /// The diagnostics of every scenario that did not do what it declares.
 pub fn print_diagnostics(report: &RunReport, declared: &[Declared], variant: Variant) {
     for d in declared {
-        let Some(result) = report.ktap.get(&d.id) else { continue };
+        let Some(result) = report.ktap.get(&d.id) else {
+            continue;
+        };
         if report::matches(Some(&result.status), d.expected(variant)) {
             continue;
         }
-        println!("\n{} on {}: {} (expected {})", d.id, variant.name(), result.status.word(), d.expected(variant));
+        println!(
+            "\n{} on {}: {} (expected {})",
+            d.id,
+            variant.name(),
+            result.status.word(),
+            d.expected(variant)
+        );
         for line in &result.diagnostics {
             println!("  # {line}");
         }
@@ -295,7 +352,13 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Resul
         // TCG and nokaslr: breakpoints and symbols match vmlinux.
         InteractiveMode::Gdb => ("nokaslr", qemu::Accelerator::Tcg, &["-s", "-S"]),
     };
-    let guest = Guest { qemu: &qemu, kernel: &kernel.vmlinux, initrd: &initrd, append: append.into(), accel };
+    let guest = Guest {
+        qemu: &qemu,
+        kernel: &kernel.vmlinux,
+        initrd: &initrd,
+        append: append.into(),
+        accel,
+    };
     match mode {
         InteractiveMode::Shell => println!(
             "Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.",
@@ -324,12 +387,23 @@ fn shell_initramfs(ws: &Workspace, validator: &std::path::Path) -> Result<PathBu
     )?;
     let mut entries = initramfs::base_entries();
     entries.extend([
-        initramfs::Entry::File { dest: "/bin/busybox".into(), source: deps::BUSYBOX.into(), mode: 0o755 },
-        initramfs::Entry::File { dest: "/bin/validator".into(), source: validator.to_path_buf(), mode: 0o755 },
-        initramfs::Entry::File { dest: "/init".into(), source: init, mode: 0o755 },
+        initramfs::Entry::File {
+            dest: "/bin/busybox".into(),
+            source: deps::BUSYBOX.into(),
+            mode: 0o755,
+        },
+        initramfs::Entry::File {
+            dest: "/bin/validator".into(),
+            source: validator.to_path_buf(),
+            mode: 0o755,
+        },
+        initramfs::Entry::File {
+            dest: "/init".into(),
+            source: init,
+            mode: 0o755,
+        },
     ]);
     let out = dir.join("shell.cpio");
     initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
     Ok(out)
 }
-

@@ -30,12 +30,20 @@ impl Qemu {
         let path = std::env::var_os("QEMU")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
-        let text = cmd::output(Command::new(&path).arg("--version"))
-            .with_context(|| format!("cannot run {} (install qemu-system-x86, or set QEMU=/path/to/qemu-system-x86_64)", path.display()))?;
+        let text = cmd::output(Command::new(&path).arg("--version")).with_context(|| {
+            format!(
+                "cannot run {} (install qemu-system-x86, or set QEMU=/path/to/qemu-system-x86_64)",
+                path.display()
+            )
+        })?;
         let first = text.lines().next().unwrap_or_default().to_string();
         let version = parse_version(&first)
             .with_context(|| format!("cannot read a version from `{first}`"))?;
-        Ok(Qemu { path, version, version_text: first })
+        Ok(Qemu {
+            path,
+            version,
+            version_text: first,
+        })
     }
 
     /// QEMU before 9.0 performs the stack accesses of a far return that
@@ -50,7 +58,11 @@ fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
     let rest = line.split("version ").nth(1)?;
     let word = rest.split_whitespace().next()?;
     let mut parts = word.split('.').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,7 +75,11 @@ pub enum Accelerator {
 /// /dev/kvm opens read-write: necessary, not sufficient (nested KVM here
 /// opens fine and then runs guests that never print).
 pub fn kvm_device_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// Where we remember that KVM guests stay silent on this host boot, so the
@@ -110,22 +126,38 @@ impl Guest<'_> {
             Accelerator::Tcg if self.qemu.needs_smap_workaround() => "max,-smap".to_string(),
             Accelerator::Tcg => "max".to_string(),
         };
-        c.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
-            .args(["-machine", "pc", "-m", "256M", "-smp", "1"])
-            .args(["-accel", if self.accel == Accelerator::Kvm { "kvm" } else { "tcg" }])
-            .args(["-cpu", &cpu])
-            .arg("-kernel")
-            .arg(self.kernel)
-            .arg("-initrd")
-            .arg(self.initrd)
-            .arg("-append")
-            .arg(format!("console=ttyS0 panic=-1 oops=panic {}", self.append).trim());
+        c.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-machine", "pc", "-m", "256M", "-smp", "1"])
+        .args([
+            "-accel",
+            if self.accel == Accelerator::Kvm {
+                "kvm"
+            } else {
+                "tcg"
+            },
+        ])
+        .args(["-cpu", &cpu])
+        .arg("-kernel")
+        .arg(self.kernel)
+        .arg("-initrd")
+        .arg(self.initrd)
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 oops=panic {}", self.append).trim());
         c
     }
 
     pub fn cpu_description(&self) -> String {
         let cmd = self.command();
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         args.windows(2)
             .find(|w| w[0] == "-cpu")
             .map(|w| w[1].clone())
@@ -168,7 +200,10 @@ pub fn run(
     let stderr_file = std::fs::File::create(&stderr_path)?;
     let mut command = guest.command();
     command.arg("-serial").arg("stdio");
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr_file);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr_file);
     writeln!(log, "# {}", cmd::describe(&command))?;
     let started = Instant::now();
     let mut child = reaper::spawn(&mut command)?;
@@ -179,7 +214,9 @@ pub fn run(
         let mut reader = BufReader::new(stdout);
         let mut buf = Vec::new();
         while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            let line = String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
             buf.clear();
             if tx.send(line).is_err() {
                 break;
@@ -207,11 +244,12 @@ pub fn run(
         }
         if now >= deadline {
             child.kill();
-            boot.ending = if boot.seconds_to_first_output.is_none() && guest.accel == Accelerator::Kvm {
-                Ending::SilentKvm
-            } else {
-                Ending::TimedOut
-            };
+            boot.ending =
+                if boot.seconds_to_first_output.is_none() && guest.accel == Accelerator::Kvm {
+                    Ending::SilentKvm
+                } else {
+                    Ending::TimedOut
+                };
             break;
         }
         match rx.recv_timeout(deadline - now) {
@@ -231,7 +269,9 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = child.child.wait().context("waiting for QEMU")?;
-                boot.ending = Ending::Exited { code: status.code() };
+                boot.ending = Ending::Exited {
+                    code: status.code(),
+                };
                 break;
             }
         }
@@ -255,10 +295,12 @@ pub fn run_with_fallback(
     guest.accel = first_choice(accel);
     static SMAP_NOTE: std::sync::Once = std::sync::Once::new();
     if guest.accel == Accelerator::Tcg && guest.qemu.needs_smap_workaround() {
-        SMAP_NOTE.call_once(|| ui::note(&format!(
-            "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
-            guest.qemu.version_text
-        )));
+        SMAP_NOTE.call_once(|| {
+            ui::note(&format!(
+                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
+                guest.qemu.version_text
+            ))
+        });
     }
     let boot = run(&guest, timeout, console_log, on_line)?;
     if boot.ending != Ending::SilentKvm {
@@ -298,14 +340,21 @@ mod tests {
     fn reads_qemu_versions() {
         let v = parse_version("QEMU emulator version 7.2.18 (Debian 1:7.2+dfsg-7+deb12u18+b3)");
         assert_eq!(v, Some((7, 2, 18)));
-        assert_eq!(parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)"), Some((10, 0, 2)));
+        assert_eq!(
+            parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)"),
+            Some((10, 0, 2))
+        );
         assert_eq!(parse_version("QEMU emulator version 9.1"), Some((9, 1, 0)));
         assert_eq!(parse_version("something else"), None);
     }
 
     #[test]
     fn smap_workaround_only_before_qemu_9() {
-        let q = |v| Qemu { path: "q".into(), version: v, version_text: String::new() };
+        let q = |v| Qemu {
+            path: "q".into(),
+            version: v,
+            version_text: String::new(),
+        };
         assert!(q((7, 2, 18)).needs_smap_workaround());
         assert!(q((8, 2, 0)).needs_smap_workaround());
         assert!(!q((9, 0, 0)).needs_smap_workaround());
@@ -314,7 +363,11 @@ mod tests {
 
     #[test]
     fn tcg_on_old_qemu_gets_minus_smap() {
-        let qemu = Qemu { path: "q".into(), version: (7, 2, 0), version_text: String::new() };
+        let qemu = Qemu {
+            path: "q".into(),
+            version: (7, 2, 0),
+            version_text: String::new(),
+        };
         let guest = Guest {
             qemu: &qemu,
             kernel: Path::new("bz"),
@@ -324,8 +377,14 @@ mod tests {
         };
         assert_eq!(guest.cpu_description(), "max,-smap");
         let line = cmd::describe(&guest.command());
-        assert!(line.contains("-no-reboot") && line.contains("panic=-1 oops=panic x=1"), "{line}");
-        let kvm = Guest { accel: Accelerator::Kvm, ..guest };
+        assert!(
+            line.contains("-no-reboot") && line.contains("panic=-1 oops=panic x=1"),
+            "{line}"
+        );
+        let kvm = Guest {
+            accel: Accelerator::Kvm,
+            ..guest
+        };
         assert_eq!(kvm.cpu_description(), "host");
     }
 }

@@ -37,8 +37,7 @@ pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>>
     if let Some(filter) = filter {
         list.arg("--filter").arg(filter);
     }
-    let json = cmd::output(&mut list)
-        .context("asking the validator for its scenarios")?;
+    let json = cmd::output(&mut list).context("asking the validator for its scenarios")?;
     serde_json::from_str(&json).context("reading `validator --list --json`")
 }
 
@@ -63,7 +62,9 @@ pub fn run_problems(boot: &Boot, ktap: &Ktap, timeout_secs: u64) -> Vec<String> 
         Ending::Exited { .. } if !ktap.complete() => problems.push(format!(
             "the guest stopped before the validator finished{running} ({} of {} results)",
             ktap.results.len(),
-            ktap.plan.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            ktap.plan
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "?".into())
         )),
         Ending::Exited { .. } => {}
     }
@@ -139,7 +140,11 @@ impl Table {
                 .trim_end()
                 .to_string()
         };
-        let rule = widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  ");
+        let rule = widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  ");
         let mut out = vec![line(&self.header), rule];
         out.extend(self.rows.iter().map(line));
         out.join("\n") + "\n"
@@ -147,8 +152,12 @@ impl Table {
 
     pub fn markdown(&self) -> String {
         let esc = |s: &String| s.replace('|', "\\|");
-        let row = |r: &Vec<String>| format!("| {} |", r.iter().map(esc).collect::<Vec<_>>().join(" | "));
-        let mut out = vec![row(&self.header), format!("|{}", "---|".repeat(self.header.len()))];
+        let row =
+            |r: &Vec<String>| format!("| {} |", r.iter().map(esc).collect::<Vec<_>>().join(" | "));
+        let mut out = vec![
+            row(&self.header),
+            format!("|{}", "---|".repeat(self.header.len())),
+        ];
         out.extend(self.rows.iter().map(row));
         out.join("\n") + "\n"
     }
@@ -171,14 +180,28 @@ mod tests {
 
     #[test]
     fn a_clean_complete_run_has_no_problems() {
-        let lines = ["KTAP version 1", "1..1", "# start a", "ok 1 a", "# Totals: pass:1"];
+        let lines = [
+            "KTAP version 1",
+            "1..1",
+            "# start a",
+            "ok 1 a",
+            "# Totals: pass:1",
+        ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        assert!(run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60).is_empty());
+        assert!(
+            run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60).is_empty()
+        );
     }
 
     #[test]
     fn an_oops_fails_the_run_even_when_scenarios_passed() {
-        let lines = ["KTAP version 1", "1..1", "WARNING: CPU: 0 PID: 1 at x.c:1", "ok 1 a", "# Totals: pass:1"];
+        let lines = [
+            "KTAP version 1",
+            "1..1",
+            "WARNING: CPU: 0 PID: 1 at x.c:1",
+            "ok 1 a",
+            "# Totals: pass:1",
+        ];
         let ktap = Ktap::parse(&lines.join("\n"));
         let problems = run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60);
         assert_eq!(problems, ["kernel: WARNING: CPU: 0 PID: 1 at x.c:1"]);
@@ -186,20 +209,37 @@ mod tests {
 
     #[test]
     fn a_timeout_names_the_running_scenario() {
-        let lines = ["KTAP version 1", "1..2", "# start a", "ok 1 a", "# start hangs"];
+        let lines = [
+            "KTAP version 1",
+            "1..2",
+            "# start a",
+            "ok 1 a",
+            "# start hangs",
+        ];
         let ktap = Ktap::parse(&lines.join("\n"));
         let problems = run_problems(&boot(&lines, Ending::TimedOut), &ktap, 30);
-        assert_eq!(problems, ["timed out after 30s while scenario hangs was running; QEMU was killed"]);
+        assert_eq!(
+            problems,
+            ["timed out after 30s while scenario hangs was running; QEMU was killed"]
+        );
     }
 
     #[test]
     fn an_early_exit_is_reported() {
-        let lines = ["KTAP version 1", "1..2", "# start a", "Kernel panic - not syncing: Attempted to kill init!"];
+        let lines = [
+            "KTAP version 1",
+            "1..2",
+            "# start a",
+            "Kernel panic - not syncing: Attempted to kill init!",
+        ];
         let ktap = Ktap::parse(&lines.join("\n"));
         let problems = run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 30);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("Kernel panic"));
-        assert!(problems[1].contains("while scenario a was running (0 of 2 results)"), "{problems:?}");
+        assert!(
+            problems[1].contains("while scenario a was running (0 of 2 results)"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -217,8 +257,14 @@ mod tests {
             header: vec!["scenario".into(), "vanilla".into()],
             rows: vec![vec!["a|b".into(), "pass".into()]],
         };
-        assert_eq!(t.terminal(), "scenario  vanilla\n--------  -------\na|b       pass\n");
-        assert_eq!(t.markdown(), "| scenario | vanilla |\n|---|---|\n| a\\|b | pass |\n");
+        assert_eq!(
+            t.terminal(),
+            "scenario  vanilla\n--------  -------\na|b       pass\n"
+        );
+        assert_eq!(
+            t.markdown(),
+            "| scenario | vanilla |\n|---|---|\n| a\\|b | pass |\n"
+        );
     }
 
     #[test]

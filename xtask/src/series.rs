@@ -27,7 +27,10 @@ impl Series {
     pub fn load(dir: &Path) -> Result<Series> {
         let list = dir.join("series");
         let text = std::fs::read_to_string(&list).with_context(|| {
-            format!("cannot read {} (the ordered list of patches)", list.display())
+            format!(
+                "cannot read {} (the ordered list of patches)",
+                list.display()
+            )
         })?;
         let names = parse_series(&text).with_context(|| format!("in {}", list.display()))?;
         let patches = names
@@ -35,12 +38,22 @@ impl Series {
             .map(|(line, name)| {
                 let path = dir.join(&name);
                 let contents = std::fs::read(&path).with_context(|| {
-                    format!("{}:{line} names {name}, which cannot be read", list.display())
+                    format!(
+                        "{}:{line} names {name}, which cannot be read",
+                        list.display()
+                    )
                 })?;
-                Ok(Patch { name, path, contents })
+                Ok(Patch {
+                    name,
+                    path,
+                    contents,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Series { dir: dir.to_path_buf(), patches })
+        Ok(Series {
+            dir: dir.to_path_buf(),
+            patches,
+        })
     }
 
     /// Identity of the series: names and contents, in order.
@@ -72,10 +85,16 @@ pub fn parse_series(text: &str) -> Result<Vec<(usize, String)>> {
         let mut words = line.split_whitespace();
         let name = words.next().unwrap_or_default();
         if let Some(opt) = words.find(|w| *w != "-p1") {
-            bail!("line {}: option {opt} for {name} is not supported (only -p1)", i + 1);
+            bail!(
+                "line {}: option {opt} for {name} is not supported (only -p1)",
+                i + 1
+            );
         }
         if name.contains("..") || name.starts_with('/') {
-            bail!("line {}: {name} must be a file inside the series directory", i + 1);
+            bail!(
+                "line {}: {name} must be a file inside the series directory",
+                i + 1
+            );
         }
         out.push((i + 1, name.to_string()));
     }
@@ -117,7 +136,10 @@ pub fn apply(worktree: &Path, base: &str, series: &Series, log: &Path) -> Result
         .trim()
         .to_string();
     }
-    cmd::logged(git(worktree).args(["checkout", "--quiet", "--force", "--detach", &head]), log)?;
+    cmd::logged(
+        git(worktree).args(["checkout", "--quiet", "--force", "--detach", &head]),
+        log,
+    )?;
     cmd::logged(git(worktree).args(["clean", "-fdxq"]), log)
 }
 
@@ -141,7 +163,10 @@ mod tests {
     fn parses_names_comments_and_p1() {
         let text = "# the series\n0001-a.patch\n\n0002-b.patch -p1 # trailing\n";
         let got = parse_series(text).unwrap();
-        assert_eq!(got, vec![(2, "0001-a.patch".into()), (4, "0002-b.patch".into())]);
+        assert_eq!(
+            got,
+            vec![(2, "0001-a.patch".into()), (4, "0002-b.patch".into())]
+        );
     }
 
     #[test]
@@ -164,7 +189,10 @@ mod tests {
             path: PathBuf::from(name),
             contents: body.as_bytes().to_vec(),
         };
-        let s = |patches| Series { dir: PathBuf::new(), patches };
+        let s = |patches| Series {
+            dir: PathBuf::new(),
+            patches,
+        };
         let ab = s(vec![p("a", "1"), p("b", "2")]).hash();
         assert_eq!(ab, s(vec![p("a", "1"), p("b", "2")]).hash());
         assert_ne!(ab, s(vec![p("b", "2"), p("a", "1")]).hash());
@@ -176,7 +204,11 @@ mod tests {
     #[test]
     fn a_missing_patch_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("series"), "0001-here.patch\n0002-gone.patch\n").unwrap();
+        std::fs::write(
+            dir.path().join("series"),
+            "0001-here.patch\n0002-gone.patch\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("0001-here.patch"), "x").unwrap();
         let err = format!("{:#}", Series::load(dir.path()).unwrap_err());
         assert!(err.contains("series:2 names 0002-gone.patch"), "{err}");
@@ -206,22 +238,40 @@ mod tests {
         let series = Series::load(&patches).unwrap();
         let err = format!("{:#}", apply(&tree, &base, &series, &log).unwrap_err());
         assert!(err.contains("patch 2-bad.patch does not apply"), "{err}");
-        assert!(err.contains("patch failed: f.c:1"), "names the file and hunk: {err}");
-        assert_eq!(std::fs::read_to_string(tree.join("f.c")).unwrap(), "one\ntwo\nthree\n");
+        assert!(
+            err.contains("patch failed: f.c:1"),
+            "names the file and hunk: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tree.join("f.c")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
         let head = run(&["rev-parse", "HEAD"]).trim().to_string();
-        assert_eq!(head, base, "the good first patch is not left applied either");
+        assert_eq!(
+            head, base,
+            "the good first patch is not left applied either"
+        );
 
         std::fs::write(patches.join("series"), "1-good.patch\n").unwrap();
         let series = Series::load(&patches).unwrap();
         apply(&tree, &base, &series, &log).unwrap();
-        assert_eq!(std::fs::read_to_string(tree.join("f.c")).unwrap(), "one\nTWO\nthree\n");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("f.c")).unwrap(),
+            "one\nTWO\nthree\n"
+        );
         assert_eq!(run(&["log", "-1", "--format=%s"]).trim(), "1-good.patch");
 
         // Re-applying the same series leaves the file alone (no rebuild).
-        let before = std::fs::metadata(tree.join("f.c")).unwrap().modified().unwrap();
+        let before = std::fs::metadata(tree.join("f.c"))
+            .unwrap()
+            .modified()
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         apply(&tree, &base, &series, &log).unwrap();
-        let after = std::fs::metadata(tree.join("f.c")).unwrap().modified().unwrap();
+        let after = std::fs::metadata(tree.join("f.c"))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(before, after, "an unchanged file was rewritten");
     }
 }

@@ -32,7 +32,10 @@ impl Provider {
             (Some(dir), _) => {
                 let dir = canonical(dir, "--kernel-src")?;
                 if !dir.join("Makefile").is_file() || !dir.join("arch/x86").is_dir() {
-                    bail!("--kernel-src {} is not a Linux source tree (no Makefile or arch/x86)", dir.display());
+                    bail!(
+                        "--kernel-src {} is not a Linux source tree (no Makefile or arch/x86)",
+                        dir.display()
+                    );
                 }
                 Provider::Tree(dir)
             }
@@ -61,7 +64,11 @@ impl Provider {
         let origin = self.origin();
         let stem = origin
             .file_name()
-            .map(|n| n.to_string_lossy().replace(".tar", "").replace(['.', ' '], "-"))
+            .map(|n| {
+                n.to_string_lossy()
+                    .replace(".tar", "")
+                    .replace(['.', ' '], "-")
+            })
             .unwrap_or_default();
         let tag = &hex(&Sha256::digest(origin.as_os_str().as_encoded_bytes()))[..8];
         format!("{}-{stem}-{tag}", self.kind())
@@ -92,7 +99,9 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(provider: &Provider) -> Layout {
-        Layout { dir: paths::kernels().join(provider.slug()) }
+        Layout {
+            dir: paths::kernels().join(provider.slug()),
+        }
     }
     pub fn src(&self, variant: crate::Variant) -> PathBuf {
         self.dir.join(variant.name()).join("src")
@@ -120,8 +129,12 @@ pub fn import(provider: &Provider, layout: &Layout) -> Result<SourceInfo> {
         }
         Provider::Tree(dir) => import_tree(dir, &src, &log)?,
     }
-    let commit = cmd::output(git(&src).args(["rev-parse", "HEAD"]))?.trim().to_string();
-    let tree_id = cmd::output(git(&src).args(["rev-parse", "HEAD^{tree}"]))?.trim().to_string();
+    let commit = cmd::output(git(&src).args(["rev-parse", "HEAD"]))?
+        .trim()
+        .to_string();
+    let tree_id = cmd::output(git(&src).args(["rev-parse", "HEAD^{tree}"]))?
+        .trim()
+        .to_string();
     Ok(SourceInfo {
         provider: provider.kind().to_string(),
         origin: provider.origin().display().to_string(),
@@ -135,13 +148,19 @@ pub fn import(provider: &Provider, layout: &Layout) -> Result<SourceInfo> {
 fn import_tarball(tarball: &Path, src: &Path, log: &Path) -> Result<()> {
     let meta = std::fs::metadata(tarball)
         .with_context(|| format!("cannot read kernel tarball {}", tarball.display()))?;
-    let mtime = meta.modified()?.duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let stamp_value = format!("{} {} {mtime}\n", tarball.display(), meta.len());
     let stamp = src.join(".git").join("xtask-imported");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_value.as_str()) {
         return Ok(());
     }
-    crate::ui::note(&format!("unpacking {} (once per tarball)", tarball.display()));
+    crate::ui::note(&format!(
+        "unpacking {} (once per tarball)",
+        tarball.display()
+    ));
     if src.exists() {
         std::fs::remove_dir_all(src).with_context(|| format!("cannot remove {}", src.display()))?;
     }
@@ -158,7 +177,10 @@ fn import_tarball(tarball: &Path, src: &Path, log: &Path) -> Result<()> {
     )
     .with_context(|| format!("unpacking {}", tarball.display()))?;
     if !src.join("Makefile").is_file() {
-        bail!("{} did not unpack to a kernel tree (no top-level Makefile)", tarball.display());
+        bail!(
+            "{} did not unpack to a kernel tree (no top-level Makefile)",
+            tarball.display()
+        );
     }
     commit_import(src, log, &format!("vanilla: {}", tarball.display()))?;
     std::fs::write(&stamp, stamp_value)?;
@@ -196,7 +218,10 @@ fn commit_import(src: &Path, log: &Path, message: &str) -> Result<()> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !unchanged {
-        cmd::logged(git(src).args(["commit", "--quiet", "--allow-empty", "-m", message]), log)?;
+        cmd::logged(
+            git(src).args(["commit", "--quiet", "--allow-empty", "-m", message]),
+            log,
+        )?;
     }
     Ok(())
 }
@@ -225,14 +250,21 @@ fn parse_version(makefile: &str) -> Option<String> {
 }
 
 /// A worktree of the vanilla repository at `path` (created once).
-pub fn ensure_worktree(layout: &Layout, patched: &Path, commit: &str, log: &Path) -> Result<PathBuf> {
+pub fn ensure_worktree(
+    layout: &Layout,
+    patched: &Path,
+    commit: &str,
+    log: &Path,
+) -> Result<PathBuf> {
     let patched = patched.to_path_buf();
     if !patched.join(".git").exists() {
         if patched.exists() {
             std::fs::remove_dir_all(&patched)?;
         }
-        cmd::logged(git(&layout.src(crate::Variant::Vanilla))
-            .args(["worktree", "prune"]), log)?;
+        cmd::logged(
+            git(&layout.src(crate::Variant::Vanilla)).args(["worktree", "prune"]),
+            log,
+        )?;
         cmd::logged(
             git(&layout.src(crate::Variant::Vanilla))
                 .args(["worktree", "add", "--quiet", "--detach"])
@@ -264,7 +296,11 @@ mod tests {
         let b = Provider::Tarball("/y/linux-6.12.1.tar.xz".into()).slug();
         assert_ne!(a, b);
         assert!(a.starts_with("tarball-linux-6-12-1-xz-"), "{a}");
-        assert!(Provider::DebianPackage.slug().starts_with("debian-package-linux-source-6-12"));
-        assert!(Provider::Tree("/src/linux".into()).slug().starts_with("tree-linux-"));
+        assert!(Provider::DebianPackage
+            .slug()
+            .starts_with("debian-package-linux-source-6-12"));
+        assert!(Provider::Tree("/src/linux".into())
+            .slug()
+            .starts_with("tree-linux-"));
     }
 }

@@ -33,7 +33,11 @@ impl Step {
             eprintln!("==> {what}");
             None
         };
-        Step { what, started: Instant::now(), bar }
+        Step {
+            what,
+            started: Instant::now(),
+            bar,
+        }
     }
 
     /// Changes the message shown next to the spinner (e.g. the current scenario).
