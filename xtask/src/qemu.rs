@@ -82,22 +82,42 @@ pub fn kvm_device_usable() -> bool {
         .is_ok()
 }
 
-/// Where we remember that KVM guests stay silent on this host boot, so the
-/// deadline is paid once per host boot, not once per run.
+/// Where we remember whether KVM guests run or stay silent on this host
+/// boot, so the probe is paid once per host boot, not once per run.
 fn kvm_verdict_file() -> PathBuf {
-    paths::target().join("kvm-silent-on-boot")
+    paths::target().join("kvm-verdict")
 }
 
 fn host_boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default()
 }
 
+/// The verdict recorded on this host boot: Some(true) if KVM guests run.
+fn kvm_verdict() -> Option<bool> {
+    read_verdict(&kvm_verdict_file())
+}
+
+fn read_verdict(file: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (boot, verdict) = text.rsplit_once(' ')?;
+    (boot == host_boot_id().trim()).then(|| verdict == "works")
+}
+
 pub fn kvm_known_silent() -> bool {
-    std::fs::read_to_string(kvm_verdict_file()).ok().as_deref() == Some(host_boot_id().as_str())
+    kvm_verdict() == Some(false)
+}
+
+fn remember_kvm(works: bool) {
+    write_verdict(&kvm_verdict_file(), works);
+}
+
+fn write_verdict(file: &Path, works: bool) {
+    let verdict = if works { "works" } else { "silent" };
+    let _ = std::fs::write(file, format!("{} {verdict}", host_boot_id().trim()));
 }
 
 pub fn remember_kvm_silent() {
-    let _ = std::fs::write(kvm_verdict_file(), host_boot_id());
+    remember_kvm(false);
 }
 
 /// The accelerator to try first for `--accel`.
@@ -292,18 +312,20 @@ pub fn run_with_fallback(
     console_log: &Path,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(Boot, Accelerator)> {
+    // Guests booting side by side must not each pay the KVM probe: while
+    // the verdict is unknown, one probes and the others wait for it.
+    static PROBE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _probing = (first_choice(accel) == Accelerator::Kvm && kvm_verdict().is_none())
+        .then(|| PROBE.lock().unwrap_or_else(|e| e.into_inner()));
     guest.accel = first_choice(accel);
-    static SMAP_NOTE: std::sync::Once = std::sync::Once::new();
-    if guest.accel == Accelerator::Tcg && guest.qemu.needs_smap_workaround() {
-        SMAP_NOTE.call_once(|| {
-            ui::note(&format!(
-                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
-                guest.qemu.version_text
-            ))
-        });
+    if guest.accel == Accelerator::Tcg {
+        note_smap_workaround(guest.qemu);
     }
     let boot = run(&guest, timeout, console_log, on_line)?;
     if boot.ending != Ending::SilentKvm {
+        if guest.accel == Accelerator::Kvm {
+            remember_kvm(true);
+        }
         return Ok((boot, guest.accel));
     }
     if accel == Accel::Kvm {
@@ -318,8 +340,22 @@ pub fn run_with_fallback(
         KVM_SILENCE_DEADLINE.as_secs()
     ));
     guest.accel = Accelerator::Tcg;
+    note_smap_workaround(guest.qemu);
     let boot = run(&guest, timeout, console_log, on_line)?;
     Ok((boot, Accelerator::Tcg))
+}
+
+/// Says once per run that TCG guests get -cpu max,-smap on this QEMU.
+fn note_smap_workaround(qemu: &Qemu) {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    if qemu.needs_smap_workaround() {
+        NOTE.call_once(|| {
+            ui::note(&format!(
+                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
+                qemu.version_text
+            ))
+        });
+    }
 }
 
 /// Runs QEMU attached to the terminal (shell, gdb): the serial console and
@@ -335,6 +371,23 @@ pub fn interactive(guest: &Guest, extra: &[&str]) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kvm_verdict_belongs_to_this_host_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kvm-verdict");
+        assert_eq!(read_verdict(&file), None);
+        write_verdict(&file, false);
+        assert_eq!(read_verdict(&file), Some(false));
+        write_verdict(&file, true);
+        assert_eq!(read_verdict(&file), Some(true));
+        std::fs::write(&file, "another-boot-id silent").unwrap();
+        assert_eq!(
+            read_verdict(&file),
+            None,
+            "a verdict from an earlier host boot is ignored"
+        );
+    }
 
     #[test]
     fn reads_qemu_versions() {
