@@ -239,10 +239,15 @@ fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> R
         kernel,
         initrd,
         append: String::new(),
-        accel: qemu::Accelerator::Kvm,
     };
     let log = paths::results().join("bench-kvm-console.log");
-    let boot = qemu::run(&guest, Duration::from_secs(120), &log, &mut |_| {})?;
+    let boot = qemu::run(
+        &guest,
+        qemu::Accelerator::Kvm,
+        Duration::from_secs(120),
+        &log,
+        &mut |_| {},
+    )?;
     if boot.ending == qemu::Ending::SilentKvm {
         qemu::remember_kvm_silent();
         figures.push(figure(
@@ -310,11 +315,10 @@ fn micro_benchmarks(
             kernel,
             initrd,
             append: "validator.bench".into(),
-            accel: qemu::Accelerator::Tcg,
         };
         let log = paths::results().join(format!("bench-{}-console.log", variant.name()));
         let (boot, accel) = qemu::run_with_fallback(
-            guest,
+            &guest,
             opts.accel,
             Duration::from_secs(opts.timeout),
             &log,

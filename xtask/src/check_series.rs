@@ -367,14 +367,13 @@ fn selftests(ws: &Workspace, opts: &RunOpts) -> Result<String> {
             kernel: &kernel.vmlinux,
             initrd: &initrd,
             append: String::new(),
-            accel: qemu::Accelerator::Tcg,
         };
         let step = ui::Step::start(format!(
             "Running x86 selftests on the {} kernel",
             variant.name()
         ));
         let (boot, _) = qemu::run_with_fallback(
-            guest,
+            &guest,
             opts.accel,
             Duration::from_secs(opts.timeout),
             &log,

@@ -358,13 +358,13 @@ fn boot_fake(
         kernel,
         initrd,
         append: String::new(),
-        accel: qemu::Accelerator::Tcg,
     };
     let log = initrd.with_extension("console.log");
     let started = Instant::now();
     let mut ktap = Ktap::default();
-    let (boot, _) =
-        qemu::run_with_fallback(guest, opts.accel, timeout, &log, &mut |l| ktap.push_line(l))?;
+    let (boot, _) = qemu::run_with_fallback(&guest, opts.accel, timeout, &log, &mut |l| {
+        ktap.push_line(l)
+    })?;
     Ok((boot, ktap, started.elapsed()))
 }
 

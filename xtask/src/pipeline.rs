@@ -151,12 +151,11 @@ pub fn boot_validator(
         kernel: &kernel.vmlinux,
         initrd,
         append: validator_append(opts),
-        accel: qemu::Accelerator::Tcg,
     };
     let step = ui::Step::start(format!("Booting {} kernel", variant.name()));
     let mut ktap = Ktap::default();
     let (boot, accel) = qemu::run_with_fallback(
-        guest,
+        &guest,
         opts.accel,
         Duration::from_secs(opts.timeout),
         &console_log,
@@ -178,14 +177,7 @@ pub fn boot_validator(
             "PROBLEMS"
         }
     ));
-    let cpu = Guest {
-        qemu,
-        kernel: &kernel.vmlinux,
-        initrd,
-        append: String::new(),
-        accel,
-    }
-    .cpu_description();
+    let cpu = guest.cpu(accel).to_string();
     let tail_from = boot.console.len().saturating_sub(30);
     let report = RunReport {
         variant,
@@ -357,7 +349,6 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Resul
         kernel: &kernel.vmlinux,
         initrd: &initrd,
         append: append.into(),
-        accel,
     };
     match mode {
         InteractiveMode::Shell => println!(
@@ -371,7 +362,7 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Resul
             println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
         }
     }
-    qemu::interactive(&guest, extra)
+    qemu::interactive(&guest, accel, extra)
 }
 
 /// busybox as /bin/sh, a tiny /init script, and the validator as a command.

@@ -130,21 +130,20 @@ pub fn first_choice(accel: Accel) -> Accelerator {
     }
 }
 
+/// What to boot; the accelerator is chosen per boot (see `run_with_fallback`).
 pub struct Guest<'a> {
     pub qemu: &'a Qemu,
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub append: String,
-    pub accel: Accelerator,
 }
 
 impl Guest<'_> {
-    pub fn command(&self) -> Command {
+    pub fn command(&self, accel: Accelerator) -> Command {
         let mut c = Command::new(&self.qemu.path);
-        let cpu = match self.accel {
-            Accelerator::Kvm => "host".to_string(),
-            Accelerator::Tcg if self.qemu.needs_smap_workaround() => "max,-smap".to_string(),
-            Accelerator::Tcg => "max".to_string(),
+        let accel_name = match accel {
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
         };
         c.args([
             "-nodefaults",
@@ -154,15 +153,8 @@ impl Guest<'_> {
             "-no-reboot",
         ])
         .args(["-machine", "pc", "-m", "256M", "-smp", "1"])
-        .args([
-            "-accel",
-            if self.accel == Accelerator::Kvm {
-                "kvm"
-            } else {
-                "tcg"
-            },
-        ])
-        .args(["-cpu", &cpu])
+        .args(["-accel", accel_name])
+        .args(["-cpu", self.cpu(accel)])
         .arg("-kernel")
         .arg(self.kernel)
         .arg("-initrd")
@@ -172,16 +164,13 @@ impl Guest<'_> {
         c
     }
 
-    pub fn cpu_description(&self) -> String {
-        let cmd = self.command();
-        let args: Vec<String> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        args.windows(2)
-            .find(|w| w[0] == "-cpu")
-            .map(|w| w[1].clone())
-            .unwrap_or_default()
+    /// The `-cpu` model for `accel` on this QEMU.
+    pub fn cpu(&self, accel: Accelerator) -> &'static str {
+        match accel {
+            Accelerator::Kvm => "host",
+            Accelerator::Tcg if self.qemu.needs_smap_workaround() => "max,-smap",
+            Accelerator::Tcg => "max",
+        }
     }
 }
 
@@ -210,6 +199,7 @@ pub struct Boot {
 /// `console_log` and reporting each line to `on_line`.
 pub fn run(
     guest: &Guest,
+    accel: Accelerator,
     timeout: Duration,
     console_log: &Path,
     on_line: &mut dyn FnMut(&str),
@@ -218,7 +208,7 @@ pub fn run(
         .with_context(|| format!("cannot create {}", console_log.display()))?;
     let stderr_path = console_log.with_extension("qemu-stderr");
     let stderr_file = std::fs::File::create(&stderr_path)?;
-    let mut command = guest.command();
+    let mut command = guest.command(accel);
     command.arg("-serial").arg("stdio");
     command
         .stdin(Stdio::null())
@@ -256,7 +246,7 @@ pub fn run(
     loop {
         let now = Instant::now();
         let mut deadline = started + timeout;
-        if guest.accel == Accelerator::Kvm && boot.seconds_to_first_output.is_none() {
+        if accel == Accelerator::Kvm && boot.seconds_to_first_output.is_none() {
             deadline = deadline.min(started + KVM_SILENCE_DEADLINE);
         }
         if let Some(at) = panic_seen {
@@ -264,12 +254,11 @@ pub fn run(
         }
         if now >= deadline {
             child.kill();
-            boot.ending =
-                if boot.seconds_to_first_output.is_none() && guest.accel == Accelerator::Kvm {
-                    Ending::SilentKvm
-                } else {
-                    Ending::TimedOut
-                };
+            boot.ending = if boot.seconds_to_first_output.is_none() && accel == Accelerator::Kvm {
+                Ending::SilentKvm
+            } else {
+                Ending::TimedOut
+            };
             break;
         }
         match rx.recv_timeout(deadline - now) {
@@ -306,7 +295,7 @@ pub fn run(
 /// Boots with the first-choice accelerator; a silent KVM guest is killed,
 /// remembered, and the boot is redone under TCG.
 pub fn run_with_fallback(
-    mut guest: Guest,
+    guest: &Guest,
     accel: Accel,
     timeout: Duration,
     console_log: &Path,
@@ -317,16 +306,16 @@ pub fn run_with_fallback(
     static PROBE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _probing = (first_choice(accel) == Accelerator::Kvm && kvm_verdict().is_none())
         .then(|| PROBE.lock().unwrap_or_else(|e| e.into_inner()));
-    guest.accel = first_choice(accel);
-    if guest.accel == Accelerator::Tcg {
+    let chosen = first_choice(accel);
+    if chosen == Accelerator::Tcg {
         note_smap_workaround(guest.qemu);
     }
-    let boot = run(&guest, timeout, console_log, on_line)?;
+    let boot = run(guest, chosen, timeout, console_log, on_line)?;
     if boot.ending != Ending::SilentKvm {
-        if guest.accel == Accelerator::Kvm {
+        if chosen == Accelerator::Kvm {
             remember_kvm(true);
         }
-        return Ok((boot, guest.accel));
+        return Ok((boot, chosen));
     }
     if accel == Accel::Kvm {
         bail!(
@@ -339,9 +328,8 @@ pub fn run_with_fallback(
         "KVM guest printed nothing in {}s: KVM is not usable here, falling back to TCG (remembered until the host reboots)",
         KVM_SILENCE_DEADLINE.as_secs()
     ));
-    guest.accel = Accelerator::Tcg;
     note_smap_workaround(guest.qemu);
-    let boot = run(&guest, timeout, console_log, on_line)?;
+    let boot = run(guest, Accelerator::Tcg, timeout, console_log, on_line)?;
     Ok((boot, Accelerator::Tcg))
 }
 
@@ -360,8 +348,8 @@ fn note_smap_workaround(qemu: &Qemu) {
 
 /// Runs QEMU attached to the terminal (shell, gdb): the serial console and
 /// QEMU's monitor share stdio (Ctrl-A X quits).
-pub fn interactive(guest: &Guest, extra: &[&str]) -> Result<i32> {
-    let mut command = guest.command();
+pub fn interactive(guest: &Guest, accel: Accelerator, extra: &[&str]) -> Result<i32> {
+    let mut command = guest.command(accel);
     command.args(["-serial", "mon:stdio"]).args(extra);
     let mut child = reaper::spawn_in_foreground(&mut command)?;
     let status = child.child.wait().context("waiting for QEMU")?;
@@ -426,18 +414,16 @@ mod tests {
             kernel: Path::new("bz"),
             initrd: Path::new("rd"),
             append: "x=1".into(),
-            accel: Accelerator::Tcg,
         };
-        assert_eq!(guest.cpu_description(), "max,-smap");
-        let line = cmd::describe(&guest.command());
+        assert_eq!(guest.cpu(Accelerator::Tcg), "max,-smap");
+        let line = cmd::describe(&guest.command(Accelerator::Tcg));
         assert!(
-            line.contains("-no-reboot") && line.contains("panic=-1 oops=panic x=1"),
+            line.contains("-no-reboot")
+                && line.contains("-accel tcg -cpu max,-smap")
+                && line.contains("panic=-1 oops=panic x=1"),
             "{line}"
         );
-        let kvm = Guest {
-            accel: Accelerator::Kvm,
-            ..guest
-        };
-        assert_eq!(kvm.cpu_description(), "host");
+        assert_eq!(guest.cpu(Accelerator::Kvm), "host");
+        assert!(cmd::describe(&guest.command(Accelerator::Kvm)).contains("-accel kvm -cpu host"));
     }
 }
