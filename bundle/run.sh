@@ -256,16 +256,19 @@ kvm_works() {
     local -a kvm
     accel_args kvm kvm
     local log=$OUT/kvm-probe.log variant=${VARIANTS[0]}
+    # (stderr: bash's own "Aborted" job message; QEMU's is in the log's .qemu-stderr)
     boot_guest probe "$log" "$KVM_DEADLINE" "${COMMON[@]}" "${kvm[@]}" \
         -kernel "$HERE/$variant/vmlinux" -initrd "$HERE/initramfs/validator.cpio" \
-        -append "$APPEND_RUN"
+        -append "$APPEND_RUN" 2>/dev/null
     local why=
     case $ENDING in
     kernel-printed) return 0 ;;
     silent) WHY_NOT="the KVM guest kernel printed nothing in ${KVM_DEADLINE}s" ;;
     *)
         IFS= read -r why <"${log%.log}.qemu-stderr"
-        WHY_NOT="QEMU stopped (status ${ENDING#exited:}) before the KVM guest kernel printed${why:+: $why}"
+        local status=${ENDING#exited:}
+        ((status > 128)) && status="killed by signal $((status - 128))" || status="exit status $status"
+        WHY_NOT="QEMU stopped ($status) before the KVM guest kernel printed${why:+: $why}"
         ;;
     esac
     return 1

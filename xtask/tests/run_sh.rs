@@ -263,7 +263,7 @@ fn kvm_aborting_falls_back_to_tcg_saying_why() {
     let (code, out, err) = replay(dir.path(), &[], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains("KVM is not usable here: QEMU stopped (status 1) before the KVM guest kernel printed: qemu-system-x86_64: error: failed to set MSR 0x10a"),
+        err.contains("KVM is not usable here: QEMU stopped (exit status 1) before the KVM guest kernel printed: qemu-system-x86_64: error: failed to set MSR 0x10a"),
         "{err}"
     );
     assert!(out.contains("QEMU 7.2.22 TCG -cpu max,-smap"), "{out}");
