@@ -5,6 +5,8 @@
 //! command; the steps they share live in their own modules.
 
 mod bench;
+#[allow(dead_code)] // wired to `bundle` and `compare --bundle` after the xtask restructure lands
+mod bundle;
 mod check_series;
 mod cmd;
 mod compare;
