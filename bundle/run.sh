@@ -15,6 +15,8 @@ shopt -s extglob
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) || exit 2
 QEMU=${QEMU:-qemu-system-x86_64}
 PANIC_GRACE_MS=10000
+# A failure's reason token (contract crate): a letter, then up to 39 of [A-Za-z0-9_.<>=+-].
+REASON_TOKEN='^[A-Za-z][A-Za-z0-9_.<>=+-]{0,39}$'
 
 usage() {
     cat <<EOF
@@ -75,14 +77,19 @@ load_manifest() {
     [[ -n ${MANIFEST[variants]:-} ]] || die "manifest: no variants= line"
 }
 
-# scenarios.tsv: id, expected on vanilla, expected on patched (declared order).
+# scenarios.tsv: id, expected on vanilla, expected on patched (pass, skip
+# or fail:<reason>, as parse_result spells results), in the declared order.
 SCENARIOS=()
 declare -A EXPECTED
 load_scenarios() {
-    local id vanilla patched
+    local id vanilla patched expected
     [[ -f $HERE/scenarios.tsv ]] || die "the bundle has no scenarios.tsv"
     while IFS=$'\t' read -r id vanilla patched _; do
         [[ -z $id || $id == '#'* ]] && continue
+        for expected in "$vanilla" "$patched"; do
+            [[ $expected == @(pass|skip) || ( $expected == fail:* && ${expected#fail:} =~ $REASON_TOKEN ) ]] ||
+                die "scenarios.tsv: $id expects '$expected' (pass, skip or fail:<reason>)"
+        done
         SCENARIOS+=("$id")
         EXPECTED[vanilla/$id]=$vanilla
         EXPECTED[patched/$id]=$patched
@@ -322,20 +329,32 @@ parse_comment() {
     fi
 }
 
-# `ok 3 name`, `not ok 4 name`, `ok 5 name # SKIP reason`.
+# `ok 3 id`, `not ok 4 id # reason=EINVAL`, `ok 5 id # SKIP why`, read as
+# the contract crate does: a result is pass, skip, or fail:<reason> (a
+# failure that names no valid reason is fail:unnamed).
 parse_result() {
-    local label=$1 word=pass
+    local label=$1 result=pass
     [[ $2 =~ ^(not\ )?ok\ ([0-9]+)(\ (.*))?$ ]] || return
-    [[ -n ${BASH_REMATCH[1]} ]] && word=fail
-    local rest=${BASH_REMATCH[4]} directive=
-    [[ $rest == *" # "* ]] && directive=${rest#* # }
-    trim "$directive"
-    [[ ${TRIMMED^^} == SKIP* ]] && word=skip
-    trim "${rest%% # *}"
+    local failed=${BASH_REMATCH[1]} rest=${BASH_REMATCH[4]} data=''
+    [[ $rest == *'#'* ]] && data=${rest#*#}
+    trim "$data"
+    data=$TRIMMED
+    if [[ ${data:0:4} == [Ss][Kk][Ii][Pp] ]]; then
+        result=skip
+    elif [[ -n $failed ]]; then
+        result=fail:unnamed
+        local word
+        for word in $data; do
+            [[ $word == reason=* ]] || continue
+            [[ ${word#reason=} =~ $REASON_TOKEN ]] && result=fail:${word#reason=}
+            break
+        done
+    fi
+    trim "${rest%%#*}"
     local id=$TRIMMED
-    [[ -v RESULT[$label/$id] ]] || RESULT[$label/$id]=$word
+    [[ -v RESULT[$label/$id] ]] || RESULT[$label/$id]=$result
     COUNT[$label]=$((COUNT[$label] + 1))
-    [[ ${STARTED[$label]} == "$id" ]] && STARTED[$label]=
+    [[ ${STARTED[$label]} == "$id" ]] && STARTED[$label]=''
 }
 
 complete() {
@@ -357,12 +376,15 @@ run_problems() {
 
 # --- tables -----------------------------------------------------------------------
 
+# How results read in the table (CELL), in the expected column (WORD), and
+# in diagnostics and differences (DETAIL: `fail (EINVAL)`, as the contract
+# displays an expectation).
 cell() {
     case ${1:-} in
-    pass) CELL=pass ;;
-    fail) CELL=FAIL ;;
-    skip) CELL=skip ;;
-    *) CELL="(none)" ;;
+    pass) CELL=pass WORD=pass DETAIL=pass ;;
+    fail:*) CELL=FAIL WORD=fail DETAIL="fail (${1#fail:})" ;;
+    skip) CELL=skip WORD=skip DETAIL=skip ;;
+    *) CELL="(none)" WORD="(none)" DETAIL="(none)" ;;
     esac
 }
 
@@ -419,8 +441,9 @@ build_table() {
         for variant in "${VARIANTS[@]}"; do
             cell "${RESULT[$prefix/$variant/$id]:-}"
             TABLE+=("$CELL")
-            [[ ${RESULT[$prefix/$variant/$id]:-} == "${EXPECTED[$variant/$id]}" ]] || ok=
-            expected+=${expected:+/}${EXPECTED[$variant/$id]}
+            [[ ${RESULT[$prefix/$variant/$id]:-} == "${EXPECTED[$variant/$id]}" ]] || ok=''
+            cell "${EXPECTED[$variant/$id]}"
+            expected+=${expected:+/}$WORD
         done
         if [[ -n $ok ]]; then TABLE+=("$expected" "as expected"); else TABLE+=("$expected" UNEXPECTED); UNEXPECTED=$((UNEXPECTED + 1)); fi
     done
@@ -457,11 +480,14 @@ replay() {
 
 # The diagnostics of every scenario that did not do what it declares.
 print_diagnostics() {
-    local variant=$1 id word
+    local variant=$1 id observed
     for id in "${SCENARIOS[@]}"; do
-        word=${RESULT[replay/$variant/$id]:-}
-        [[ -z $word || $word == "${EXPECTED[$variant/$id]}" ]] && continue
-        printf '\n%s on %s: %s (expected %s)\n' "$id" "$variant" "$word" "${EXPECTED[$variant/$id]}"
+        observed=${RESULT[replay/$variant/$id]:-}
+        [[ -z $observed || $observed == "${EXPECTED[$variant/$id]}" ]] && continue
+        cell "${EXPECTED[$variant/$id]}"
+        local expected=$DETAIL
+        cell "$observed"
+        printf '\n%s on %s: %s (expected %s)\n' "$id" "$variant" "$DETAIL" "$expected"
         printf '%s' "${DIAG[replay/$variant/$id]:-}"
     done
 }
@@ -491,9 +517,9 @@ diff_with_bundle() {
             now=${RESULT[replay/$variant/$id]:-}
             [[ $bundled == "$now" ]] && continue
             cell "$bundled"
-            DIFF+=("$id" "$variant" "$CELL")
+            DIFF+=("$id" "$variant" "$DETAIL")
             cell "$now"
-            DIFF+=("$CELL")
+            DIFF+=("$DETAIL")
         done
     done
 }

@@ -10,14 +10,18 @@ fn run_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundle/run.sh")
 }
 
-/// A console as the validator prints it: `b` fails on vanilla only.
+/// A console as the validator prints it, with `b`'s result line.
 fn console(b: &str) -> String {
     format!(
         "[    0.000000] Linux version 6.12.117\r\nKTAP version 1\r\n1..3\r\n# start a\r\nok 1 a\r\n\
-         # start b\r\n# b: arch_prctl(ARCH_SET_COMPAT) = -22 (EINVAL)\r\n{b} 2 b\r\n# start c\r\n\
+         # start b\r\n# b: arch_prctl(ARCH_SET_COMPAT) = -22 (EINVAL)\r\n{b}\r\n# start c\r\n\
          ok 3 c # SKIP not here\r\n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\r\n"
     )
 }
+
+/// `b` fails with EINVAL on vanilla and passes patched, as declared.
+const B_VANILLA: &str = "not ok 2 b # reason=EINVAL";
+const B_PATCHED: &str = "ok 2 b";
 
 const FAKE_QEMU: &str = r#"#!/usr/bin/env bash
 # Fake QEMU: the "kernel" file is the console text it prints.
@@ -54,7 +58,7 @@ fn bundle(dir: &Path) {
     );
     write(
         "scenarios.tsv",
-        "a\tpass\tpass\nb\tfail\tpass\nc\tskip\tskip\n",
+        "# id\tvanilla\tpatched\na\tpass\tpass\nb\tfail:EINVAL\tpass\nc\tskip\tskip\n",
     );
     write("qemu/args", "-nodefaults\n-no-reboot\n-machine\npc\n");
     write("qemu/accel-kvm", "-accel\nkvm\n-cpu\nhost\n");
@@ -68,7 +72,7 @@ fn bundle(dir: &Path) {
     write("qemu/timeout", "600\n");
     write("qemu/kvm-deadline", "5\n");
     write("initramfs/validator.cpio", "cpio");
-    for (variant, b) in [("vanilla", "not ok"), ("patched", "ok")] {
+    for (variant, b) in [("vanilla", B_VANILLA), ("patched", B_PATCHED)] {
         write(&format!("{variant}/vmlinux"), &console(b));
         write(
             &format!("{variant}/console.log"),
@@ -175,13 +179,15 @@ fn a_swapped_kernel_exits_1_naming_the_differing_row() {
         out.contains(
             "1 result(s) differ from the bundled run:\n\
              scenario  kernel   bundled  this run\n\
-             --------  -------  -------  --------\n\
-             b         patched  pass     FAIL\n"
+             --------  -------  -------  -------------\n\
+             b         patched  pass     fail (EINVAL)\n"
         ),
         "{out}"
     );
     assert!(
-        out.contains("b on patched: fail (expected pass)\n  # arch_prctl(ARCH_SET_COMPAT) = -22"),
+        out.contains(
+            "b on patched: fail (EINVAL) (expected pass)\n  # arch_prctl(ARCH_SET_COMPAT) = -22"
+        ),
         "{out}"
     );
 }
@@ -199,14 +205,17 @@ fn a_panic_exits_1_with_the_problem_and_the_console_tail() {
         out.contains("  - kernel: [    1.5] Kernel panic - not syncing: Attempted to kill init!\n  - the guest stopped before the validator finished while scenario a was running (0 of 3 results)"),
         "{out}"
     );
-    assert!(out.contains("a         vanilla  pass     (none)"), "{out}");
+    assert!(
+        out.contains("a         vanilla  pass           (none)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn an_oops_fails_the_replay_even_when_every_result_matches() {
     let dir = tempfile::tempdir().unwrap();
     bundle(dir.path());
-    let text = console("ok").replace(
+    let text = console(B_PATCHED).replace(
         "# start c",
         "[    2.0] WARNING: CPU: 0 PID: 1 at x.c:1\n# start c",
     );
@@ -299,4 +308,48 @@ fn a_bundle_without_its_files_is_refused_naming_the_file() {
     let (code, _, err) = replay(dir.path(), &["--shell", "both"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--shell takes vanilla or patched"), "{err}");
+}
+
+#[test]
+fn a_failure_with_another_reason_is_unexpected_and_differs_from_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    bundle(dir.path());
+    let eperm = console("not ok 2 b # reason=EPERM");
+    std::fs::write(dir.path().join("vanilla/vmlinux"), eperm).unwrap();
+    let (code, out, _) = replay(dir.path(), &["--accel", "tcg"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("b         FAIL     pass     fail/pass     UNEXPECTED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("b on vanilla: fail (EPERM) (expected fail (EINVAL))"),
+        "{out}"
+    );
+    assert!(
+        out.contains("b         vanilla  fail (EINVAL)  fail (EPERM)"),
+        "{out}"
+    );
+
+    let unnamed = console("not ok 2 b");
+    std::fs::write(dir.path().join("vanilla/vmlinux"), unnamed).unwrap();
+    let (code, out, _) = replay(dir.path(), &["--accel", "tcg"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("b         vanilla  fail (EINVAL)  fail (unnamed)"),
+        "a failure naming no reason is not the declared one: {out}"
+    );
+}
+
+#[test]
+fn a_bundle_with_an_unreadable_expectation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    bundle(dir.path());
+    std::fs::write(dir.path().join("scenarios.tsv"), "a\tfail\tpass\n").unwrap();
+    let (code, _, err) = replay(dir.path(), &[], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("scenarios.tsv: a expects 'fail' (pass, skip or fail:<reason>)"),
+        "{err}"
+    );
 }
