@@ -11,8 +11,8 @@
 
 use crate::scenarios::vdso_upstream::free_low_address;
 use crate::sys;
-use crate::thunks::{self, Entry, Regs32};
-use crate::vdso::{self, MappedVdso};
+use crate::sys::thunks::{self, Entry, Regs32};
+use crate::sys::vdso::{self, MappedVdso};
 use std::io::Write;
 
 const SAMPLES: usize = 31;

@@ -7,16 +7,13 @@
 //! and `--bench`.
 
 mod bench;
-mod docs;
+mod catalogue;
 mod ktap;
 mod pid1;
 mod runner;
-mod scenario;
 mod scenarios;
 mod suite;
 mod sys;
-mod thunks;
-mod vdso;
 
 use std::time::Duration;
 
@@ -69,11 +66,11 @@ fn main() {
     let selected = scenarios::select(filter.as_deref());
     if list {
         if markdown {
-            print!("{}", docs::markdown(&selected));
+            print!("{}", catalogue::markdown(&selected));
         } else if json {
-            println!("{}", docs::list_json(&selected));
+            println!("{}", catalogue::list_json(&selected));
         } else {
-            print!("{}", docs::list_text(&selected));
+            print!("{}", catalogue::list_text(&selected));
         }
         return;
     }

@@ -3,7 +3,7 @@
 
 use crate::ktap::Ktap;
 use crate::runner::{self, Observed, ScenarioResult};
-use crate::scenario::{Expect, Scenario};
+use crate::runner::{Expect, Scenario};
 use crate::sys;
 use serde_json::json;
 use std::time::Duration;

@@ -1,10 +1,10 @@
 //! Compat address bounds: mappings created or grown by compat syscalls must
 //! stay below 4 GiB (vanilla checks them against the 64-bit TASK_SIZE).
 
-use crate::scenario::{Expect, Failure, Outcome, Scenario};
+use crate::runner::{Expect, Failure, Outcome, Scenario};
 use crate::scenarios::memory::int80_mmap2;
 use crate::sys::{self, nr32, FOUR_GIB, PAGE};
-use crate::thunks;
+use crate::sys::thunks;
 use crate::{diag, ensure, skip};
 
 pub const SCENARIOS: &[Scenario] = &[

@@ -3,12 +3,12 @@
 //! ptrace hole the series closes next to it.
 
 use crate::diag;
-use crate::scenario::{Checks, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Failure, Outcome, Scenario};
 use crate::scenarios::introspection::wait_stop;
 use crate::scenarios::series::{require_series, series, set_compat};
 use crate::scenarios::vdso_upstream::free_low_address;
 use crate::sys::{self, Exit, FOUR_GIB};
-use crate::vdso::{self};
+use crate::sys::vdso;
 
 pub const SCENARIOS: &[Scenario] = &[
     series(

@@ -1,11 +1,11 @@
 //! A switched process's life: signals (ia32 with the vDSO restorer, native
 //! 64-bit), fork and execve.
 
-use crate::scenario::{Failure, Outcome, Scenario};
+use crate::runner::{Failure, Outcome, Scenario};
 use crate::scenarios::series::{require_series, series, set_compat};
 use crate::sys::{self, Exit, FOUR_GIB, PAGE};
-use crate::thunks;
-use crate::vdso::{self, MappedVdso};
+use crate::sys::thunks;
+use crate::sys::vdso::{self, MappedVdso};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[

@@ -3,12 +3,12 @@
 
 use crate::diag;
 use crate::runner;
-use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
 use crate::scenarios::series::{require_series, set_compat};
 use crate::scenarios::vdso_upstream::free_low_address;
 use crate::sys::{self, FOUR_GIB};
-use crate::thunks::{self, Entry};
-use crate::vdso::{self, MappedVdso};
+use crate::sys::thunks::{self, Entry};
+use crate::sys::vdso::{self, MappedVdso};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {

@@ -1,9 +1,9 @@
 //! Switching between 64-bit and 32-bit mode, and the syscall instructions
 //! available to 32-bit code in a 64-bit process.
 
-use crate::scenario::{Checks, Expect, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Outcome, Scenario};
 use crate::sys::{self, nr32, Exit};
-use crate::thunks::{self, Entry, Regs32};
+use crate::sys::thunks::{self, Entry, Regs32};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[

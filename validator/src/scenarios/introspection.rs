@@ -1,9 +1,9 @@
 //! How tracers and seccomp filters see the bitness of a 64-bit process
 //! running 32-bit code or making compat syscalls.
 
-use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
 use crate::sys::{self, nr32, Exit};
-use crate::thunks;
+use crate::sys::thunks;
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[

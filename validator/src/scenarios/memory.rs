@@ -1,9 +1,9 @@
 //! Where memory lands for compat syscalls made by a 64-bit process, as
 //! upstream already handles it.
 
-use crate::scenario::{Checks, Expect, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Outcome, Scenario};
 use crate::sys::{self, nr32, FOUR_GIB, PAGE};
-use crate::thunks;
+use crate::sys::thunks;
 use crate::{diag, ensure, fail, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -75,7 +75,7 @@ fn int80_mmap2_below_4g() -> Outcome {
     let r = int80_mmap2(0, PAGE as u32, 0);
     diag!("int 0x80 mmap2(0, 4096) = {}", sys::show(r));
     let addr = r.map_err(|e| {
-        crate::scenario::Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e)))
+        crate::runner::Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e)))
     })?;
     let line = sys::map_containing(addr)
         .map(|m| m.line)
@@ -89,7 +89,7 @@ fn int80_mmap2_below_4g() -> Outcome {
 fn map_32bit_range() -> Outcome {
     let r = sys::mmap_anon(0, PAGE, libc::MAP_32BIT);
     diag!("mmap(MAP_32BIT) = {}", sys::show(r));
-    let addr = r.map_err(|e| crate::scenario::Failure::Fail(sys::errno_name(e)))?;
+    let addr = r.map_err(|e| crate::runner::Failure::Fail(sys::errno_name(e)))?;
     ensure!(
         (0x4000_0000..0x8000_0000).contains(&addr),
         "{addr:#x} outside [0x40000000, 0x80000000)"
@@ -112,7 +112,7 @@ fn personality_addr_limit_no_effect() -> Outcome {
         now as u32 & libc::ADDR_LIMIT_32BIT as u32 != 0,
         "ADDR_LIMIT_32BIT was not recorded"
     );
-    let addr = r.map_err(|e| crate::scenario::Failure::Fail(sys::errno_name(e)))?;
+    let addr = r.map_err(|e| crate::runner::Failure::Fail(sys::errno_name(e)))?;
     ensure!(
         addr >= FOUR_GIB,
         "mmap landed below 4 GiB ({addr:#x}): personality took effect without execve"
@@ -173,7 +173,7 @@ fn int80_shmat_below_4g() -> Outcome {
     diag!("maps line: {line}");
     unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
     let addr = r.map_err(|e| {
-        crate::scenario::Failure::Fail(format!("shmat failed: {}", sys::errno_name(e)))
+        crate::runner::Failure::Fail(format!("shmat failed: {}", sys::errno_name(e)))
     })?;
     ensure!(
         addr < FOUR_GIB,

@@ -1,7 +1,7 @@
 //! The scenario catalogue, in run order: upstream behaviour first (expected
 //! to pass on both kernels), then what the series adds.
 
-use crate::scenario::Scenario;
+use crate::runner::Scenario;
 
 pub mod bounds;
 pub mod compat_errors;

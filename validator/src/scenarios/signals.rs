@@ -1,9 +1,9 @@
 //! ia32 signal frames delivered to 32-bit code of a 64-bit process.
 
 use crate::runner;
-use crate::scenario::{Checks, Expect, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Outcome, Scenario};
 use crate::sys::{self, nr32, Exit};
-use crate::thunks::{self, Entry};
+use crate::sys::thunks::{self, Entry};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[

@@ -1,10 +1,10 @@
 //! ARCH_MAP_VDSO_32/64 (CONFIG_CHECKPOINT_RESTORE, v4.9): what CRIU uses
 //! today to give a restored ia32 task its vDSO.
 
-use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
 use crate::sys::{self, nr32, FOUR_GIB};
-use crate::thunks::{self, Regs32};
-use crate::vdso::{self, MappedVdso};
+use crate::sys::thunks::{self, Regs32};
+use crate::sys::vdso::{self, MappedVdso};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[

@@ -1,6 +1,9 @@
 //! Thin wrappers over the system calls the scenarios observe, returning
 //! `Result<value, errno>` so that diagnostics can name the errno.
 
+pub mod thunks;
+pub mod vdso;
+
 pub const ARCH_MAP_VDSO_32: i32 = 0x2002;
 pub const ARCH_MAP_VDSO_64: i32 = 0x2003;
 /// The series' interface (see docs/scenarios.md).

@@ -1,7 +1,7 @@
 //! The scenario catalogue as JSON (for the harness) and Markdown
 //! (docs/scenarios.md, checked by a unit test so the two cannot drift).
 
-use crate::scenario::{Expect, Scenario};
+use crate::runner::{Expect, Scenario};
 use serde_json::json;
 
 fn expect_json(e: Expect) -> serde_json::Value {

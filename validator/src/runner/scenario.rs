@@ -52,7 +52,7 @@ impl Scenario {
 /// Emits a diagnostic naming observed values.
 #[macro_export]
 macro_rules! diag {
-    ($($arg:tt)*) => { $crate::runner::diag(&format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::runner::diag::emit(&format!($($arg)*)) };
 }
 
 /// Fails the scenario with a message unless the condition holds.
@@ -60,19 +60,19 @@ macro_rules! diag {
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)*) => {
         if !$cond {
-            return Err($crate::scenario::Failure::Fail(format!($($arg)*)));
+            return Err($crate::runner::Failure::Fail(format!($($arg)*)));
         }
     };
 }
 
 #[macro_export]
 macro_rules! fail {
-    ($($arg:tt)*) => { return Err($crate::scenario::Failure::Fail(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::runner::Failure::Fail(format!($($arg)*))) };
 }
 
 #[macro_export]
 macro_rules! skip {
-    ($($arg:tt)*) => { return Err($crate::scenario::Failure::Skip(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::runner::Failure::Skip(format!($($arg)*))) };
 }
 
 /// Collects several independent checks so that every observed value is
@@ -85,7 +85,7 @@ pub struct Checks {
 impl Checks {
     pub fn check(&mut self, ok: bool, what: impl Into<String>) {
         let what = what.into();
-        crate::runner::diag(&format!("{} {what}", if ok { "ok:" } else { "MISMATCH:" }));
+        super::diag::emit(&format!("{} {what}", if ok { "ok:" } else { "MISMATCH:" }));
         if !ok {
             self.failed.push(what);
         }
