@@ -9,7 +9,7 @@
 //! getpid figures include one 64 -> 32 -> 64 round trip each (subtract
 //! `round_trip_64_32_64` for the syscall alone).
 
-use crate::scenarios::vdso_upstream::free_low_address;
+use crate::scenarios::common::free_low_address;
 use crate::sys;
 use crate::sys::thunks::{self, Entry, Regs32};
 use crate::sys::vdso::{self, MappedVdso};

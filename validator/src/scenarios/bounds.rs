@@ -2,9 +2,8 @@
 //! stay below 4 GiB (vanilla checks them against the 64-bit TASK_SIZE).
 
 use crate::runner::{Expect, Failure, Outcome, Scenario};
-use crate::scenarios::memory::int80_mmap2;
-use crate::sys::{self, nr32, FOUR_GIB, PAGE};
 use crate::sys::thunks;
+use crate::sys::{self, int80_mmap2, nr32, FOUR_GIB, PAGE};
 use crate::{diag, ensure, skip};
 
 pub const SCENARIOS: &[Scenario] = &[

@@ -4,11 +4,10 @@
 
 use crate::diag;
 use crate::runner::{Checks, Failure, Outcome, Scenario};
-use crate::scenarios::introspection::wait_stop;
+use crate::scenarios::common::{free_low_address, wait_stop};
 use crate::scenarios::series::{require_series, series, set_compat};
-use crate::scenarios::vdso_upstream::free_low_address;
-use crate::sys::{self, Exit, FOUR_GIB};
 use crate::sys::vdso;
+use crate::sys::{self, Exit, FOUR_GIB};
 
 pub const SCENARIOS: &[Scenario] = &[
     series(

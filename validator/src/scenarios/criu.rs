@@ -4,11 +4,11 @@
 use crate::diag;
 use crate::runner;
 use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::scenarios::common::free_low_address;
 use crate::scenarios::series::{require_series, set_compat};
-use crate::scenarios::vdso_upstream::free_low_address;
-use crate::sys::{self, FOUR_GIB};
 use crate::sys::thunks::{self, Entry};
 use crate::sys::vdso::{self, MappedVdso};
+use crate::sys::{self, FOUR_GIB};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {

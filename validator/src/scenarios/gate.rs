@@ -2,8 +2,9 @@
 //! available to 32-bit code in a 64-bit process.
 
 use crate::runner::{Checks, Expect, Outcome, Scenario};
-use crate::sys::{self, nr32, Exit};
+use crate::scenarios::common::diag_truncated_vdso_address;
 use crate::sys::thunks::{self, Entry, Regs32};
+use crate::sys::{self, nr32, Exit};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -148,20 +149,4 @@ fn sysenter_without_vdso32() -> Outcome {
         other => crate::fail!("sysenter did not kill the caller: {other}"),
     }
     Ok(())
-}
-
-/// Says so when a fault address is the 64-bit [vdso] base cut to 32 bits
-/// plus an offset: the kernel sent 32-bit code to `context.vdso + <offset
-/// in the 32-bit image>` while the 64-bit image is mapped.
-pub fn diag_truncated_vdso_address(addr: u64) {
-    if let Some(v) = sys::find_map("[vdso]") {
-        let low_base = v.start & 0xffff_ffff;
-        if addr >= low_base && addr < low_base + (v.end - v.start) {
-            diag!(
-                "{addr:#x} is the 64-bit [vdso] base {:#x} truncated to 32 bits, + {:#x}",
-                v.start,
-                addr - low_base
-            );
-        }
-    }
 }

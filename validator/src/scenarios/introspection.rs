@@ -1,9 +1,10 @@
 //! How tracers and seccomp filters see the bitness of a 64-bit process
 //! running 32-bit code or making compat syscalls.
 
-use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
-use crate::sys::{self, nr32, Exit};
+use crate::runner::{Checks, Expect, Outcome, Scenario};
+use crate::scenarios::common::wait_stop;
 use crate::sys::thunks;
+use crate::sys::{self, nr32, Exit};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -57,21 +58,6 @@ pub fn prstatus(pid: i32) -> Result<(usize, u64), i32> {
         buf[17]
     };
     Ok((iov.iov_len, cs))
-}
-
-/// Waits for the traced child to stop; returns the stop signal.
-pub fn wait_stop(pid: i32) -> Result<i32, Failure> {
-    let mut status = 0;
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    if r != pid || !libc::WIFSTOPPED(status) {
-        let crash = crate::runner::crash_info()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        return Err(Failure::Fail(format!(
-            "tracee did not stop (waitpid {r}, status {status:#x}) {crash}"
-        )));
-    }
-    Ok(libc::WSTOPSIG(status))
 }
 
 fn ptrace_prstatus_size() -> Outcome {

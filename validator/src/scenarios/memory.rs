@@ -2,8 +2,8 @@
 //! upstream already handles it.
 
 use crate::runner::{Checks, Expect, Outcome, Scenario};
-use crate::sys::{self, nr32, FOUR_GIB, PAGE};
 use crate::sys::thunks;
+use crate::sys::{self, int80_mmap2, nr32, FOUR_GIB, PAGE};
 use crate::{diag, ensure, fail, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -59,17 +59,6 @@ pub const SCENARIOS: &[Scenario] = &[
         run: vsyscall_present,
     },
 ];
-
-const PROT_RW: u32 = (libc::PROT_READ | libc::PROT_WRITE) as u32;
-const PRIVATE_ANON: u32 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
-
-/// int 0x80 mmap2(hint, len, RW, PRIVATE|ANON|extra) from 64-bit code.
-pub fn int80_mmap2(hint: u32, len: u32, extra_flags: u32) -> Result<u64, i32> {
-    sys::decode_raw(thunks::int80_from_64(
-        nr32::MMAP2,
-        &[hint, len, PROT_RW, PRIVATE_ANON | extra_flags, u32::MAX, 0],
-    ))
-}
 
 fn int80_mmap2_below_4g() -> Outcome {
     let r = int80_mmap2(0, PAGE as u32, 0);

@@ -4,6 +4,7 @@
 use crate::runner::Scenario;
 
 pub mod bounds;
+pub mod common;
 pub mod compat_errors;
 pub mod compat_process;
 pub mod compat_switch;

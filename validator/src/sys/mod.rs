@@ -112,6 +112,17 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64, i32> {
     libc_result(unsafe { libc::syscall(libc::SYS_munmap, addr, len) })
 }
 
+const PROT_RW: u32 = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+const PRIVATE_ANON: u32 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
+
+/// int 0x80 mmap2(hint, len, RW, PRIVATE|ANON|extra) from 64-bit code.
+pub fn int80_mmap2(hint: u32, len: u32, extra_flags: u32) -> Result<u64, i32> {
+    decode_raw(thunks::int80_from_64(
+        nr32::MMAP2,
+        &[hint, len, PROT_RW, PRIVATE_ANON | extra_flags, u32::MAX, 0],
+    ))
+}
+
 /// One line of /proc/<pid>/maps.
 #[derive(Clone, Debug)]
 pub struct MapLine {
