@@ -21,6 +21,7 @@ const EXIT_PASS: i32 = 0;
 const EXIT_FAIL: i32 = 1;
 const EXIT_SKIP: i32 = 2;
 
+/// What a scenario run produced; a skip carries the reason it gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observed {
     Pass,
@@ -29,12 +30,18 @@ pub enum Observed {
 }
 
 impl Observed {
-    pub fn word(&self) -> &'static str {
+    /// The contract's outcome, without the skip reason.
+    pub fn outcome(&self) -> contract::Outcome {
         match self {
-            Observed::Pass => "pass",
-            Observed::Fail => "fail",
-            Observed::Skip(_) => "skip",
+            Observed::Pass => contract::Outcome::Pass,
+            Observed::Fail => contract::Outcome::Fail,
+            Observed::Skip(_) => contract::Outcome::Skip,
         }
+    }
+
+    /// The outcome's contract word (`pass`, `fail`, `skip`).
+    pub fn word(&self) -> &'static str {
+        self.outcome().word()
     }
 }
 
@@ -259,8 +266,8 @@ mod tests {
             id,
             description: "test",
             proves: "test",
-            vanilla: Expect::Pass,
-            patched: Expect::Pass,
+            vanilla: Expect::PASS,
+            patched: Expect::PASS,
             run,
         }))
     }

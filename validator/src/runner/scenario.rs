@@ -1,25 +1,11 @@
 //! What a scenario is: a stable id, what it proves, its declared results on
 //! vanilla 6.12 and on the patched kernel, and the code that observes.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expect {
-    Pass,
-    Fail,
-    /// Declared skip with its reason (no current scenario needs one, the
-    /// harness contract allows it).
-    #[allow(dead_code)]
-    Skip(&'static str),
-}
+use contract::Kernel;
 
-impl Expect {
-    pub fn word(&self) -> &'static str {
-        match self {
-            Expect::Pass => "pass",
-            Expect::Fail => "fail",
-            Expect::Skip(_) => "skip",
-        }
-    }
-}
+/// What a scenario declares for one kernel: the contract's expectation,
+/// with its reason (a skip's) written in the scenario table.
+pub type Expect = contract::Expectation<&'static str>;
 
 pub enum Failure {
     Fail(String),
@@ -40,11 +26,10 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    pub fn expected(&self, patched_kernel: bool) -> Expect {
-        if patched_kernel {
-            self.patched
-        } else {
-            self.vanilla
+    pub fn expected(&self, kernel: Kernel) -> Expect {
+        match kernel {
+            Kernel::Vanilla => self.vanilla,
+            Kernel::Patched => self.patched,
         }
     }
 }

@@ -13,8 +13,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "lret to 0x23 runs 32-bit code (0x48 is dec eax, push moves esp by 4) and ljmp to 0x33 comes back",
         proves: "The mechanism every other scenario (and a CRIU-style restorer) relies on: a 64-bit process can \
                  enter compatibility mode and return with its 64-bit state intact.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: gate_round_trip,
     },
     Scenario {
@@ -22,8 +22,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 getpid (20) from 32-bit code returns the process id",
         proves: "The ia32 syscall table is reachable from 32-bit code of a 64-bit process, the baseline the series \
                  must keep working.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_from_32bit,
     },
     Scenario {
@@ -31,8 +31,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 getpid (20) from 64-bit code is a compat syscall returning the process id",
         proves: "int 0x80 selects the ia32 table regardless of CS, so compat syscalls can be made without leaving \
                  64-bit mode.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_from_64bit,
     },
     Scenario {
@@ -41,8 +41,8 @@ pub const SCENARIOS: &[Scenario] = &[
                       (Intel: killed; AMD: SIGILL)",
         proves: "Documents why a 64-bit process needs a 32-bit vDSO for fast 32-bit syscalls: the kernel resumes \
                  at the 32-bit vDSO landing pad, which does not exist.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: sysenter_without_vdso32,
     },
 ];

@@ -14,8 +14,8 @@ pub const SCENARIOS: &[Scenario] = &[
                       in 64-bit code 216 bytes (cs 0x33)",
         proves: "Debuggers and CRIU dump ia32 register sets by the current CS, so a process switched to compat \
                  is dumped correctly without further kernel help.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: ptrace_prstatus_size,
     },
     Scenario {
@@ -23,8 +23,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "A seccomp filter sees AUDIT_ARCH_I386 and nr 20 for int 0x80 getpid (from 64-bit and \
                       32-bit code), AUDIT_ARCH_X86_64 and nr 39 for syscall",
         proves: "Sandboxes keyed on the architecture keep working for compat syscalls of 64-bit processes.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: seccomp_int80_audit_arch,
     },
 ];

@@ -11,8 +11,8 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "int80_mmap2_below_4g",
         description: "int 0x80 mmap2 without a hint from a 64-bit process returns a mapping below 4 GiB",
         proves: "Upstream (v4.12) already places compat mmaps with the compat base; the series must not regress it.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_mmap2_below_4g,
     },
     Scenario {
@@ -20,8 +20,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "mmap(MAP_32BIT) lands in [0x40000000, 0x80000000)",
         proves: "MAP_32BIT gives only 1 GiB, which is why a real compat switch (not MAP_32BIT) is needed for \
                  32-bit programs.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: map_32bit_range,
     },
     Scenario {
@@ -29,24 +29,24 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "personality(ADDR_LIMIT_32BIT) without execve leaves a later hint-less mmap above 4 GiB",
         proves: "personality() is not a way to make a running process compat; the series adds an explicit \
                  arch_prctl instead.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: personality_addr_limit_no_effect,
     },
     Scenario {
         id: "int80_io_setup_below_4g",
         description: "io_setup through int 0x80 returns an AIO ring context below 4 GiB",
         proves: "Kernel-chosen addresses returned by other compat syscalls also fit in 32 bits.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_io_setup_below_4g,
     },
     Scenario {
         id: "int80_shmat_below_4g",
         description: "shmat through int 0x80 attaches the segment below 4 GiB",
         proves: "SysV shared memory attached by compat code is addressable from 32-bit code.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_shmat_below_4g,
     },
     Scenario {
@@ -54,8 +54,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "[vsyscall] is listed in /proc/self/maps of an ordinary 64-bit process",
         proves: "Baseline for vsyscall_gone_after_set_compat: the line exists before the switch and after \
                  ARCH_SET_NATIVE.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: vsyscall_present,
     },
 ];

@@ -18,8 +18,8 @@ pub const fn series(
         id,
         description,
         proves,
-        vanilla: Expect::Fail,
-        patched: Expect::Pass,
+        vanilla: Expect::FAIL,
+        patched: Expect::PASS,
         run,
     }
 }

@@ -12,8 +12,8 @@ pub const SCENARIOS: &[Scenario] = &[
                       eip after the int 0x80) for a signal raised in 32-bit code and returns to it",
         proves: "Signal delivery to 32-bit code already works when userspace supplies its restorer; the series \
                  must keep this path.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: compat_sigaction_ia32_frame,
     },
     Scenario {
@@ -21,8 +21,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "Without SA_SIGINFO the handler gets the old ia32 sigframe (cs 0x23, eip after the int 0x80) \
                       and returns through sigreturn (119)",
         proves: "The second ia32 frame layout and compat sigreturn also work for 32-bit code of a 64-bit process.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: compat_sigaction_nonrt_frame,
     },
     Scenario {
@@ -32,8 +32,8 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "Vanilla returns through context.vdso plus a 32-bit-image offset, i.e. into the 64-bit image, \
                  and kills the task; the series must not jump into the wrong image. Its fallback is the retcode in \
                  the frame, so the 32-bit stack is made executable, as legacy ia32 programs have it.",
-        vanilla: Expect::Fail,
-        patched: Expect::Pass,
+        vanilla: Expect::FAIL,
+        patched: Expect::PASS,
         run: compat_sigaction_no_restorer,
     },
 ];

@@ -15,16 +15,16 @@ pub const SCENARIOS: &[Scenario] = &[
                       __kernel_vsyscall performs getpid from 32-bit code",
         proves: "The 32-bit vDSO works in a 64-bit process once mapped; the series builds ARCH_SET_COMPAT on the \
                  same image and landing pad.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: map_vdso_32,
     },
     Scenario {
         id: "map_vdso_64_eexist",
         description: "ARCH_MAP_VDSO_64 and ARCH_MAP_VDSO_32 while a vDSO is mapped fail with EEXIST",
         proves: "The existing C/R interface refuses to stack a second vDSO; ARCH_SET_COMPAT must replace, not add.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: map_vdso_64_eexist,
     },
 ];

@@ -175,12 +175,7 @@ pub fn range_is_free(start: u64, end: u64) -> bool {
 }
 
 pub fn is_intel() -> bool {
-    let r = core::arch::x86_64::__cpuid(0);
-    let mut v = Vec::new();
-    for w in [r.ebx, r.edx, r.ecx] {
-        v.extend_from_slice(&w.to_le_bytes());
-    }
-    &v == b"GenuineIntel"
+    cpu_vendor() == "GenuineIntel"
 }
 
 pub fn cpu_vendor() -> String {
