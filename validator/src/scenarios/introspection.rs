@@ -112,9 +112,10 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const ERRNO_I386: u32 = 123;
 const ERRNO_X86_64: u32 = 124;
 
-fn seccomp_int80_audit_arch() -> Outcome {
-    thunks::low();
-    let pid = sys::getpid();
+/// A seccomp filter that fails getpid with ERRNO_I386 when the kernel
+/// reports AUDIT_ARCH_I386 (nr 20) and with ERRNO_X86_64 for
+/// AUDIT_ARCH_X86_64 (nr 39): the errno tells which arch the filter saw.
+fn getpid_filter() -> [libc::sock_filter; 11] {
     use libc::sock_filter as F;
     let ld = |k| F {
         code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
@@ -135,7 +136,7 @@ fn seccomp_int80_audit_arch() -> Outcome {
         k,
     };
     // offsetof(struct seccomp_data, nr) = 0, arch = 4
-    let prog = [
+    [
         ld(4),
         jeq(AUDIT_ARCH_I386, 0, 4),
         ld(0),
@@ -147,10 +148,16 @@ fn seccomp_int80_audit_arch() -> Outcome {
         jeq(libc::SYS_getpid as u32, 0, 1),
         ret(libc::SECCOMP_RET_ERRNO | ERRNO_X86_64),
         ret(libc::SECCOMP_RET_ALLOW),
-    ];
+    ]
+}
+
+/// Installs `getpid_filter` in this process (no new privileges first, as
+/// an unprivileged filter requires); a kernel without seccomp filters skips.
+fn install_getpid_filter() -> Outcome {
+    let prog = getpid_filter();
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut F,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
     };
     unsafe {
         ensure!(
@@ -168,6 +175,13 @@ fn seccomp_int80_audit_arch() -> Outcome {
         }
         ensure!(r == 0, "PR_SET_SECCOMP failed: {}", sys::errno_name(e));
     }
+    Ok(())
+}
+
+fn seccomp_int80_audit_arch() -> Outcome {
+    thunks::low();
+    let pid = sys::getpid();
+    install_getpid_filter()?;
     let from64 = thunks::int80_from_64(nr32::GETPID, &[]);
     let from32 = thunks::int80_from_32(nr32::GETPID, &[]);
     let native = unsafe { libc::syscall(libc::SYS_getpid) };
