@@ -387,6 +387,16 @@ pub mod list_json {
     }
 }
 
+/// What xtask puts into the guest's initramfs for the validator.
+pub mod initramfs {
+    /// The `--filter` of the run, verbatim (no trailing newline added or
+    /// stripped beyond one `\n`), so that the guest selects exactly what
+    /// `validator --list --json --filter` selected on the host; absent when
+    /// there is no filter. A file rather than the kernel command line,
+    /// which splits at spaces and has its own quoting.
+    pub const FILTER_FILE: &str = "/validator-filter";
+}
+
 /// A word or field that breaks the contract, with a message naming it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContractError(String);

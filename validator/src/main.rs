@@ -39,9 +39,19 @@ fn main() {
 
 /// Does what the host command line asked; returns the exit status.
 fn run(opts: &Options) -> i32 {
-    let selected = scenarios::select(opts.filter.as_deref());
+    if opts.action == Action::Help {
+        println!("{USAGE}");
+        return 0;
+    }
+    let selected = match scenarios::select(opts.filter.as_deref()) {
+        Ok(selected) => selected,
+        Err(e) => {
+            eprintln!("validator: {e}");
+            return 2;
+        }
+    };
     match opts.action {
-        Action::Help => println!("{USAGE}"),
+        Action::Help => unreachable!("handled above"),
         Action::List if opts.markdown => print!("{}", catalogue::markdown(&selected)),
         Action::List if opts.json => println!("{}", catalogue::list_json(&selected)),
         Action::List => print!("{}", catalogue::list_text(&selected)),
