@@ -249,7 +249,7 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
 fn check_interrupt(opts: &RunOpts) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["run", "--variant", "vanilla", "--accel", accel_arg(opts)])
+        .args(["run", "--variant", "vanilla", "--accel", &accel_arg(opts)])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -280,12 +280,8 @@ fn check_interrupt(opts: &RunOpts) -> Result<()> {
     Ok(())
 }
 
-fn accel_arg(opts: &RunOpts) -> &'static str {
-    match opts.accel {
-        crate::Accel::Auto => "auto",
-        crate::Accel::Kvm => "kvm",
-        crate::Accel::Tcg => "tcg",
-    }
+fn accel_arg(opts: &RunOpts) -> String {
+    crate::flag_word(opts.accel)
 }
 
 /// Processes whose parent is `parent` and whose command name starts with `name`.

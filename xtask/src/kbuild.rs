@@ -1,7 +1,6 @@
 //! Out-of-tree kernel builds (O=), cached by a key over everything that
 //! goes into them: source identity, series, config fragment, compiler.
 
-use crate::series::hex;
 use crate::{cmd, kconfig, paths, ui};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -45,7 +44,7 @@ pub fn build_key(tree_id: &str, series_hash: &str, fragment: &[u8], compiler: &s
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 pub fn compiler_version() -> Result<String> {
@@ -101,7 +100,7 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
             .with_context(|| format!("building the kernel in {}", build.display()))?;
         std::fs::write(&stamp, &key)?;
     }
-    let config_hash = hex(&Sha256::digest(std::fs::read(build.join(".config"))?));
+    let config_hash = format!("{:x}", Sha256::digest(std::fs::read(build.join(".config"))?));
     let elapsed = step.finish(if cached {
         "cached, nothing rebuilt"
     } else {

@@ -136,12 +136,19 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Vanilla => "vanilla",
-            Variant::Patched => "patched",
-        }
+    /// The word used on the command line, in paths and in reports.
+    pub fn name(self) -> String {
+        flag_word(self)
     }
+}
+
+/// The command-line word of a clap value enum (`Variant::Vanilla` -> "vanilla").
+pub fn flag_word(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no variant is #[value(skip)]")
+        .get_name()
+        .to_string()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

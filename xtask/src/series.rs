@@ -65,12 +65,8 @@ impl Series {
             h.update((p.contents.len() as u64).to_le_bytes());
             h.update(&p.contents);
         }
-        hex(&h.finalize())
+        format!("{:x}", h.finalize())
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `(line number, patch name)` for each entry. Quilt allows `-p1` after a

@@ -4,7 +4,7 @@
 //! source identity, and the patched tree is a worktree of the same repo.
 //! The user's own tree or tarball is only ever read.
 
-use crate::series::{git, hex};
+use crate::series::git;
 use crate::{cmd, paths, SourceOpts};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -70,7 +70,7 @@ impl Provider {
                     .replace(['.', ' '], "-")
             })
             .unwrap_or_default();
-        let tag = &hex(&Sha256::digest(origin.as_os_str().as_encoded_bytes()))[..8];
+        let tag = &format!("{:x}", Sha256::digest(origin.as_os_str().as_encoded_bytes()))[..8];
         format!("{}-{stem}-{tag}", self.kind())
     }
 }
