@@ -1,21 +1,22 @@
 //! `cargo xtask test`: every test. Unit and host tests first (seconds),
-//! then the end-to-end checks of the whole pipeline on real kernels.
+//! then the end-to-end checks of the whole pipeline on real kernels (`e2e`).
 
-use crate::{paths, RunOpts};
-use anyhow::{bail, Context, Result};
-use std::process::Command;
+mod e2e;
+
+use crate::flags::RunOpts;
+use crate::host::{paths, process::Cmd};
+use anyhow::{bail, Result};
 
 pub fn run(quick: bool, opts: &RunOpts) -> Result<i32> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = Cmd::cargo()
         .args(["test", "--workspace"])
-        .current_dir(paths::root())
-        .status()
-        .context("running cargo test")?;
+        .dir(paths::root())
+        .run()?;
     if !status.success() {
         bail!("cargo test --workspace failed");
     }
     if quick {
         return Ok(0);
     }
-    crate::e2e::run(opts)
+    e2e::run(opts)
 }

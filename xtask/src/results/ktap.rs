@@ -2,7 +2,7 @@
 //!
 //! The console also carries kernel messages, which may interleave with the
 //! validator's lines, so anything that is not KTAP is ignored here (the
-//! kernel-problem scan in `report` looks at those lines).
+//! kernel-problem scan in `vm::console` looks at those lines).
 
 use serde::Serialize;
 

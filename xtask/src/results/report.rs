@@ -1,30 +1,65 @@
-//! Results: the validator's declared expectations, one run's report (kept
-//! as JSON under target/results), and the tables printed for people.
+//! Results: the validator's declared expectations and one run's report
+//! (kept as JSON under target/results).
 
-use crate::ktap::{Ktap, Status};
-use crate::qemu::{Boot, Ending};
-use crate::{cmd, console, Variant};
+use crate::host::process::Cmd;
+use crate::kernel::build::Kernel;
+use crate::kernel::source::SourceInfo;
+use crate::kernel::Variant;
+use crate::results::ktap::{Ktap, Status};
+use crate::vm::accel::Accelerator;
+use crate::vm::boot::{Boot, Ending};
+use crate::vm::console;
+use crate::vm::qemu::Qemu;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+/// What a scenario declares it will do on a kernel: the words of
+/// `validator --list --json` ("pass", "fail", "skip").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Expect {
+    pub fn word(self) -> &'static str {
+        match self {
+            Expect::Pass => "pass",
+            Expect::Fail => "fail",
+            Expect::Skip => "skip",
+        }
+    }
+
+    /// The verdict of one scenario on one kernel.
+    pub fn met_by(self, observed: Option<&Status>) -> bool {
+        matches!(
+            (self, observed),
+            (Expect::Pass, Some(Status::Pass))
+                | (Expect::Fail, Some(Status::Fail))
+                | (Expect::Skip, Some(Status::Skip(_)))
+        )
+    }
+}
 
 /// One scenario as the validator declares it (`validator --list --json`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Declared {
     pub id: String,
     pub description: String,
-    pub vanilla: String,
-    pub patched: String,
+    pub vanilla: Expect,
+    pub patched: Expect,
     #[serde(default)]
     pub proves: String,
 }
 
 impl Declared {
-    pub fn expected(&self, variant: Variant) -> &str {
+    pub fn expected(&self, variant: Variant) -> Expect {
         match variant {
-            Variant::Vanilla => &self.vanilla,
-            Variant::Patched => &self.patched,
+            Variant::Vanilla => self.vanilla,
+            Variant::Patched => self.patched,
         }
     }
 }
@@ -32,12 +67,13 @@ impl Declared {
 /// Asks the (host-runnable) validator binary what it will run and expects,
 /// with the same filter the guest gets, so the two always agree.
 pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>> {
-    let mut list = Command::new(validator);
-    list.args(["--list", "--json"]);
+    let mut list = Cmd::new(validator).args(["--list", "--json"]);
     if let Some(filter) = filter {
-        list.arg("--filter").arg(filter);
+        list = list.arg("--filter").arg(filter);
     }
-    let json = cmd::output(&mut list).context("asking the validator for its scenarios")?;
+    let json = list
+        .read()
+        .context("asking the validator for its scenarios")?;
     serde_json::from_str(&json).context("reading `validator --list --json`")
 }
 
@@ -74,11 +110,11 @@ pub fn run_problems(boot: &Boot, ktap: &Ktap, timeout_secs: u64) -> Vec<String> 
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub variant: Variant,
-    pub source: crate::source::SourceInfo,
+    pub source: SourceInfo,
     pub series_hash: String,
-    pub kernel: crate::kbuild::Kernel,
-    pub accelerator: crate::qemu::Accelerator,
-    pub qemu: crate::qemu::Qemu,
+    pub kernel: Kernel,
+    pub accelerator: Accelerator,
+    pub qemu: Qemu,
     pub cpu: String,
     pub ending: Ending,
     pub problems: Vec<String>,
@@ -97,69 +133,6 @@ impl RunReport {
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-    }
-}
-
-/// The verdict of one scenario on one kernel.
-pub fn matches(observed: Option<&Status>, expected: &str) -> bool {
-    observed.is_some_and(|s| s.word() == expected)
-}
-
-pub fn cell(observed: Option<&Status>) -> String {
-    match observed {
-        Some(Status::Pass) => "pass".into(),
-        Some(Status::Fail) => "FAIL".into(),
-        Some(Status::Skip(_)) => "skip".into(),
-        None => "(none)".into(),
-    }
-}
-
-/// A table with a header row, rendered aligned for a terminal or as Markdown.
-pub struct Table {
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    pub fn terminal(&self) -> String {
-        let widths: Vec<usize> = (0..self.header.len())
-            .map(|c| {
-                std::iter::once(&self.header)
-                    .chain(&self.rows)
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |row: &Vec<String>| {
-            row.iter()
-                .zip(&widths)
-                .map(|(text, w)| format!("{text:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_string()
-        };
-        let rule = widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("  ");
-        let mut out = vec![line(&self.header), rule];
-        out.extend(self.rows.iter().map(line));
-        out.join("\n") + "\n"
-    }
-
-    pub fn markdown(&self) -> String {
-        let esc = |s: &String| s.replace('|', "\\|");
-        let row =
-            |r: &Vec<String>| format!("| {} |", r.iter().map(esc).collect::<Vec<_>>().join(" | "));
-        let mut out = vec![
-            row(&self.header),
-            format!("|{}", "---|".repeat(self.header.len())),
-        ];
-        out.extend(self.rows.iter().map(row));
-        out.join("\n") + "\n"
     }
 }
 
@@ -243,28 +216,12 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_compare_words() {
-        assert!(matches(Some(&Status::Pass), "pass"));
-        assert!(matches(Some(&Status::Fail), "fail"));
-        assert!(matches(Some(&Status::Skip("x".into())), "skip"));
-        assert!(!matches(Some(&Status::Pass), "fail"));
-        assert!(!matches(None, "pass"));
-    }
-
-    #[test]
-    fn tables_render_for_terminal_and_markdown() {
-        let t = Table {
-            header: vec!["scenario".into(), "vanilla".into()],
-            rows: vec![vec!["a|b".into(), "pass".into()]],
-        };
-        assert_eq!(
-            t.terminal(),
-            "scenario  vanilla\n--------  -------\na|b       pass\n"
-        );
-        assert_eq!(
-            t.markdown(),
-            "| scenario | vanilla |\n|---|---|\n| a\\|b | pass |\n"
-        );
+    fn verdicts_compare_kinds() {
+        assert!(Expect::Pass.met_by(Some(&Status::Pass)));
+        assert!(Expect::Fail.met_by(Some(&Status::Fail)));
+        assert!(Expect::Skip.met_by(Some(&Status::Skip("x".into()))));
+        assert!(!Expect::Fail.met_by(Some(&Status::Pass)));
+        assert!(!Expect::Pass.met_by(None));
     }
 
     #[test]
@@ -272,7 +229,21 @@ mod tests {
         let json = r#"[{"id":"a","description":"d","vanilla":"pass","patched":"pass","proves":"p"},
                        {"id":"b","description":"d","vanilla":"fail","patched":"pass"}]"#;
         let list: Vec<Declared> = serde_json::from_str(json).unwrap();
-        assert_eq!(list[1].expected(Variant::Vanilla), "fail");
-        assert_eq!(list[1].expected(Variant::Patched), "pass");
+        assert_eq!(list[1].expected(Variant::Vanilla), Expect::Fail);
+        assert_eq!(list[1].expected(Variant::Patched), Expect::Pass);
+        let back = serde_json::to_value(&list[1]).unwrap();
+        assert_eq!(
+            back["vanilla"], "fail",
+            "serialized with the validator's words"
+        );
+    }
+
+    #[test]
+    fn an_unknown_expectation_word_is_refused() {
+        let json = r#"[{"id":"a","description":"d","vanilla":"maybe","patched":"pass"}]"#;
+        let err = serde_json::from_str::<Vec<Declared>>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maybe"), "{err}");
     }
 }

@@ -1,42 +1,40 @@
-//! The guest's initramfs: the validator as a static /init, packed as a newc
-//! cpio by the kernel's own usr/gen_init_cpio with a fixed timestamp, so
-//! the same inputs give the same bytes.
+//! What a guest boots into. The contents are data in the top-level
+//! `initramfs/` folder (file lists for the kernel's usr/gen_init_cpio and
+//! init scripts; see initramfs/README.md). This module builds the static
+//! validator, sets the `${VARS}` the lists use, and packs them with
+//! gen_init_cpio and a fixed timestamp, so the same inputs give the same bytes.
 
-use crate::{cmd, paths, ui};
+use crate::host::paths;
+use crate::host::process::{self, Cmd};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
 /// Builds the validator as a static binary (crt-static: no musl target here).
 pub fn build_validator() -> Result<PathBuf> {
-    let step = ui::Step::start("Building the static validator");
     let log = paths::results().join("validator-build.log");
     std::fs::create_dir_all(paths::results())?;
-    cmd::create_log(&log)?;
-    cmd::logged(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "validator",
-                "--target",
-                TARGET_TRIPLE,
-            ])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .env("CARGO_TARGET_DIR", paths::target())
-            .current_dir(paths::root()),
-        &log,
-    )
-    .context("building the validator")?;
+    process::create_log(&log)?;
+    Cmd::cargo()
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "validator",
+            "--target",
+            TARGET_TRIPLE,
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", paths::target())
+        .dir(paths::root())
+        .logged(&log)
+        .context("building the validator")?;
     let binary = paths::target()
         .join(TARGET_TRIPLE)
         .join("release")
         .join("validator");
     ensure_static(&binary)?;
-    step.finish("done");
     Ok(binary)
 }
 
@@ -72,67 +70,82 @@ fn has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
-/// One entry of a gen_init_cpio spec.
-pub enum Entry {
-    Dir(&'static str),
-    CharDev(&'static str, u32, u32),
-    File {
-        dest: String,
-        source: PathBuf,
-        mode: u32,
-    },
-    Symlink(String, String),
+/// One guest's contents: lists from `initramfs/` (after `base.list`), the
+/// variables they use, and list lines computed at run time.
+pub struct Contents<'a> {
+    /// Paths relative to `initramfs/`, e.g. "validator.list".
+    pub lists: &'a [&'a str],
+    /// `${NAME}` values; `INITRAMFS` (the folder itself) is always set.
+    pub vars: &'a [(&'a str, &'a Path)],
+    /// More list lines, e.g. one `file` line per selftest binary.
+    pub extra: String,
 }
 
-impl Entry {
-    fn spec_line(&self) -> String {
-        match self {
-            Entry::Dir(path) => format!("dir {path} 0755 0 0"),
-            Entry::CharDev(path, major, minor) => format!("nod {path} 0600 0 0 c {major} {minor}"),
-            Entry::File { dest, source, mode } => {
-                format!("file {dest} {} {mode:o} 0 0", source.display())
-            }
-            Entry::Symlink(path, target) => format!("slink {path} {target} 0777 0 0"),
+/// The lists of `contents`, `base.list` first, as one gen_init_cpio list.
+/// A `${NAME}` that `contents` does not set is an error naming the list.
+fn spec(dir: &Path, contents: &Contents) -> Result<String> {
+    let mut spec = String::new();
+    for name in std::iter::once(&"base.list").chain(contents.lists) {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the initramfs list {}", path.display()))?;
+        if let Some(var) = unset_var(&text, contents.vars) {
+            bail!(
+                "{} uses ${{{var}}}, which xtask does not set for this guest (it sets {})",
+                path.display(),
+                set_vars(contents.vars).join(", ")
+            );
         }
+        spec.push_str(&text);
     }
+    spec.push_str(&contents.extra);
+    Ok(spec)
 }
 
-/// The directories and device node every guest needs before /init runs.
-pub fn base_entries() -> Vec<Entry> {
-    vec![
-        Entry::Dir("/dev"),
-        Entry::CharDev("/dev/console", 5, 1),
-        Entry::Dir("/proc"),
-        Entry::Dir("/sys"),
-        Entry::Dir("/tmp"),
-        Entry::Dir("/bin"),
-    ]
+fn set_vars(vars: &[(&str, &Path)]) -> Vec<String> {
+    std::iter::once("INITRAMFS")
+        .chain(vars.iter().map(|(k, _)| *k))
+        .map(String::from)
+        .collect()
 }
 
-/// Packs `entries` into `out` with gen_init_cpio compiled from `kernel_src`.
-pub fn pack(kernel_src: &Path, entries: &[Entry], out: &Path) -> Result<()> {
+/// The first `${NAME}` in `text` that is neither INITRAMFS nor in `vars`.
+fn unset_var(text: &str, vars: &[(&str, &Path)]) -> Option<String> {
+    let set = set_vars(vars);
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        if !set.iter().any(|s| s == name) {
+            return Some(name.to_string());
+        }
+        rest = &after[end..];
+    }
+    None
+}
+
+/// Packs `contents` into `out` with gen_init_cpio compiled from `kernel_src`.
+pub fn pack(kernel_src: &Path, contents: &Contents, out: &Path) -> Result<()> {
     let tool = gen_init_cpio(kernel_src)?;
-    let spec: String = entries.iter().map(|e| e.spec_line() + "\n").collect();
-    let spec_path = out.with_extension("spec");
-    std::fs::write(&spec_path, &spec)?;
-    let cpio = cmd_bytes(Command::new(&tool).args(["-t", "0"]).arg(&spec_path))
-        .with_context(|| format!("packing {}", out.display()))?;
-    std::fs::write(out, cpio).with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(())
-}
-
-fn cmd_bytes(command: &mut Command) -> Result<Vec<u8>> {
-    let out = command
-        .output()
-        .with_context(|| format!("cannot start {}", cmd::describe(command)))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            cmd::describe(command),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let dir = paths::initramfs_lists();
+    let spec = spec(&dir, contents)?;
+    let parent = out.parent().context("an initramfs path has a folder")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    // Kept beside the archive: what went in, before ${VARS} were expanded.
+    std::fs::write(out.with_extension("list"), &spec)?;
+    let mut cmd = Cmd::new(&tool)
+        .args(["-t", "0", "-"])
+        .env("INITRAMFS", &dir);
+    for (name, value) in contents.vars {
+        cmd = cmd.env(name, value);
     }
-    Ok(out.stdout)
+    let cpio = cmd
+        .stdin(spec)
+        .read_bytes()
+        .with_context(|| format!("packing {}", out.display()))?;
+    std::fs::write(out, cpio).with_context(|| format!("cannot write {}", out.display()))
 }
 
 /// usr/gen_init_cpio.c is a single host C file; compiling it takes a blink.
@@ -143,13 +156,12 @@ fn gen_init_cpio(kernel_src: &Path) -> Result<PathBuf> {
         Some(t.metadata().ok()?.modified().ok()? >= source.metadata().ok()?.modified().ok()?)
     };
     if fresh(&tool) != Some(true) {
-        cmd::output(
-            Command::new("gcc")
-                .args(["-O2", "-o"])
-                .arg(&tool)
-                .arg(&source),
-        )
-        .context("compiling the kernel's usr/gen_init_cpio.c")?;
+        Cmd::new("gcc")
+            .args(["-O2", "-o"])
+            .arg(&tool)
+            .arg(&source)
+            .read()
+            .context("compiling the kernel's usr/gen_init_cpio.c")?;
     }
     Ok(tool)
 }
@@ -159,21 +171,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spec_lines_follow_gen_init_cpio_syntax() {
-        let file = Entry::File {
-            dest: "/init".into(),
-            source: "/x/v".into(),
-            mode: 0o755,
+    fn every_list_in_the_repo_uses_only_variables_xtask_sets() {
+        let dir = paths::initramfs_lists();
+        let p = Path::new("/x");
+        let guests: [(&str, &[(&str, &Path)]); 4] = [
+            ("validator.list", &[("VALIDATOR", p)]),
+            ("shell.list", &[("VALIDATOR", p), ("BUSYBOX", p)]),
+            ("selftests.list", &[("BUSYBOX", p)]),
+            ("e2e/fake.list", &[("BUSYBOX", p), ("FAKE_INIT", p)]),
+        ];
+        for (list, vars) in guests {
+            let contents = Contents {
+                lists: &[list],
+                vars,
+                extra: String::new(),
+            };
+            let spec = spec(&dir, &contents).unwrap();
+            assert!(spec.starts_with("# Every guest"), "{list}: base.list first");
+            assert!(spec.contains("file /init "), "{list} has an /init");
+        }
+    }
+
+    #[test]
+    fn an_unset_variable_is_named_with_its_list() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.list"), "dir /dev 0755 0 0\n").unwrap();
+        std::fs::write(dir.path().join("g.list"), "file /init ${NOPE} 0755 0 0\n").unwrap();
+        let contents = Contents {
+            lists: &["g.list"],
+            vars: &[("VALIDATOR", Path::new("/v"))],
+            extra: String::new(),
         };
-        assert_eq!(file.spec_line(), "file /init /x/v 755 0 0");
-        assert_eq!(
-            Entry::CharDev("/dev/console", 5, 1).spec_line(),
-            "nod /dev/console 0600 0 0 c 5 1"
+        let err = spec(dir.path(), &contents).unwrap_err().to_string();
+        assert!(
+            err.contains("g.list uses ${NOPE}") && err.contains("INITRAMFS, VALIDATOR"),
+            "{err}"
         );
         assert_eq!(
-            Entry::Symlink("/bin/sh".into(), "busybox".into()).spec_line(),
-            "slink /bin/sh busybox 0777 0 0"
+            unset_var("a ${INITRAMFS}/b ${V}", &[("V", Path::new("/"))]),
+            None
         );
+    }
+
+    #[test]
+    fn a_missing_list_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents = Contents {
+            lists: &[],
+            vars: &[],
+            extra: String::new(),
+        };
+        let err = format!("{:#}", spec(dir.path(), &contents).unwrap_err());
+        assert!(err.contains("base.list"), "{err}");
     }
 
     #[test]
