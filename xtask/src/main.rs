@@ -8,6 +8,8 @@ mod commands;
 mod flags;
 mod host;
 mod kernel;
+#[cfg(test)]
+mod layering;
 mod pipeline;
 mod results;
 mod vm;

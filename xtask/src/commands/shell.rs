@@ -6,10 +6,10 @@ use crate::host::deps;
 use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
-use crate::vm::accel::{self, Accelerator};
+use crate::vm::accel;
 use crate::vm::boot;
 use crate::vm::initramfs::{self, Contents};
-use crate::vm::qemu::{Guest, Qemu};
+use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 

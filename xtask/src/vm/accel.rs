@@ -4,10 +4,9 @@
 
 use crate::host::paths;
 use crate::vm::boot::{self, Boot, Ending};
-use crate::vm::qemu::Guest;
+use crate::vm::qemu::{Accelerator, Guest, KVM_SILENCE_DEADLINE};
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,28 +27,6 @@ impl Accel {
             .to_string()
     }
 }
-
-/// What a boot really ran with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Accelerator {
-    Kvm,
-    Tcg,
-}
-
-impl Accelerator {
-    /// QEMU's name for it (`-accel kvm`).
-    pub fn name(self) -> String {
-        self.to_possible_value()
-            .expect("no value is skipped")
-            .get_name()
-            .to_string()
-    }
-}
-
-/// How long a KVM guest may stay silent before we call KVM unusable. A
-/// working KVM guest prints its first line well under a second.
-pub const KVM_SILENCE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// /dev/kvm opens read-write: necessary, not sufficient (nested KVM here
 /// opens fine and then runs guests that never print).

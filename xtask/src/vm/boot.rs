@@ -3,9 +3,8 @@
 //! silent KVM guest or the timeout.
 
 use crate::host::process::Event;
-use crate::vm::accel::{Accelerator, KVM_SILENCE_DEADLINE};
 use crate::vm::console;
-use crate::vm::qemu::Guest;
+use crate::vm::qemu::{Accelerator, Guest, KVM_SILENCE_DEADLINE};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs::File;

@@ -1,10 +1,33 @@
 //! QEMU itself: where it is, which version, and the command line of a guest.
 
 use crate::host::process::Cmd;
-use crate::vm::accel::Accelerator;
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a boot really ran with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    Kvm,
+    Tcg,
+}
+
+impl Accelerator {
+    /// QEMU's name for it (`-accel kvm`).
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no value is skipped")
+            .get_name()
+            .to_string()
+    }
+}
+
+/// How long a KVM guest may stay silent before we call KVM unusable. A
+/// working KVM guest prints its first line well under a second.
+pub const KVM_SILENCE_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Qemu {
