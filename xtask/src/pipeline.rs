@@ -261,21 +261,9 @@ pub fn boot_validator(
         append: validator_append(settings.filter.as_deref()),
     };
     let step = Step::start(format!("Booting {} kernel", variant.name()));
-    let mut ktap = Ktap::default();
-    let booted = boot(
-        &guest,
-        settings.accel,
-        settings.timeout(),
-        &console_log,
-        &mut |line| {
-            ktap.push_line(line);
-            if let Some(id) = &ktap.last_started {
-                step.set_detail(id);
-            }
-        },
-    )
-    .with_context(|| format!("booting the {} kernel", variant.name()))?;
-    let Booted { boot, accel, .. } = booted;
+    let (Booted { boot, accel, .. }, ktap) =
+        boot_showing_scenarios(&guest, settings, &console_log, &step)
+            .with_context(|| format!("booting the {} kernel", variant.name()))?;
     let problems = report::run_problems(&boot, &ktap, settings.timeout_secs);
     let clean = if problems.is_empty() {
         "clean"
@@ -303,6 +291,30 @@ pub fn boot_validator(
     };
     report.write_json(&dir.join("report.json"))?;
     Ok(report)
+}
+
+/// Boots the validator guest, showing the running scenario next to `step`.
+fn boot_showing_scenarios(
+    guest: &Guest,
+    settings: &Settings,
+    console_log: &Path,
+    step: &Step,
+) -> Result<(Booted, Ktap)> {
+    let mut ktap = Ktap::default();
+    let mut on_line = |line: &str| {
+        ktap.push_line(line);
+        if let Some(id) = &ktap.last_started {
+            step.set_detail(id);
+        }
+    };
+    let booted = boot(
+        guest,
+        settings.accel,
+        settings.timeout(),
+        console_log,
+        &mut on_line,
+    )?;
+    Ok((booted, ktap))
 }
 
 /// Both runs, with what was declared: everything a comparison is made from.

@@ -38,18 +38,8 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
     std::fs::write(&json, serde_json::to_string_pretty(&both)?)?;
 
     if cover_letter {
-        let letter = ws.series.dir.join("0000-cover-letter.patch");
-        let text = std::fs::read_to_string(&letter)
-            .with_context(|| format!("cannot read {}", letter.display()))?;
         let body = format!("{}\n{compact}", header(&vanilla, &patched, &ws));
-        let updated = replace_between_markers(&text, &body).with_context(|| {
-            format!(
-                "{} has no `{TABLE_START}` ... `{TABLE_END}` lines",
-                letter.display()
-            )
-        })?;
-        std::fs::write(&letter, updated)?;
-        println!("table written into {}", letter.display());
+        write_cover_letter(&ws, &body)?;
     }
 
     let unexpected = verdicts.unexpected();
@@ -66,6 +56,23 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
         println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
         Ok(1)
     }
+}
+
+/// Puts `body` between the table markers of the series' cover letter.
+fn write_cover_letter(ws: &Workspace, body: &str) -> Result<()> {
+    let letter = ws.series.dir.join("0000-cover-letter.patch");
+    let text = std::fs::read_to_string(&letter)
+        .with_context(|| format!("cannot read {}", letter.display()))?;
+    let updated = replace_between_markers(&text, body).with_context(|| {
+        format!(
+            "{} has no `{TABLE_START}` ... `{TABLE_END}` lines",
+            letter.display()
+        )
+    })?;
+    std::fs::write(&letter, updated)
+        .with_context(|| format!("cannot write {}", letter.display()))?;
+    println!("table written into {}", letter.display());
+    Ok(())
 }
 
 const TABLE_START: &str = "--- before/after table (cargo xtask compare) ---";
