@@ -67,6 +67,9 @@ pub enum Command {
         /// Only the unit and host tests (no kernel build, no VM).
         #[arg(long)]
         quick: bool,
+        /// Only the end-to-end checks whose name contains TEXT (after the unit tests).
+        #[arg(long, value_name = "TEXT", conflicts_with = "quick")]
+        check: Option<String>,
         #[command(flatten)]
         opts: RunOpts,
     },

@@ -29,7 +29,7 @@ fn main() {
         Command::CheckSeries(opts) => check_series::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
         Command::Doctor(source) => doctor::run(&source),
-        Command::Test { quick, opts } => test::run(quick, &opts),
+        Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),
     };
     match result {
         Ok(code) => std::process::exit(code),

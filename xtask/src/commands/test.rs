@@ -7,7 +7,7 @@ use crate::flags::RunOpts;
 use crate::host::{paths, process::Cmd};
 use anyhow::{bail, Result};
 
-pub fn run(quick: bool, opts: &RunOpts) -> Result<i32> {
+pub fn run(quick: bool, only: Option<&str>, opts: &RunOpts) -> Result<i32> {
     let status = Cmd::cargo()
         .args(["test", "--workspace"])
         .dir(paths::root())
@@ -18,5 +18,5 @@ pub fn run(quick: bool, opts: &RunOpts) -> Result<i32> {
     if quick {
         return Ok(0);
     }
-    e2e::run(opts)
+    e2e::run(only, opts)
 }

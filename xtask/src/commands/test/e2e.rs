@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 type Check = fn(&RunOpts) -> Result<()>;
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+/// Every check, or those whose name contains `only`.
+pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
     let checks: [(&str, Check); 7] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
@@ -49,8 +50,18 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
             check_series_quality,
         ),
     ];
+    let chosen: Vec<(&str, Check)> = checks
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|text| name.contains(text)))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "no end-to-end check's name contains {:?}",
+            only.unwrap_or_default()
+        );
+    }
     let mut failed = 0;
-    for (name, check) in checks {
+    for (name, check) in chosen {
         eprintln!("\n=== e2e: {name}");
         match check(opts) {
             Ok(()) => eprintln!("=== ok: {name}"),
