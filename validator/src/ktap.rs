@@ -11,7 +11,9 @@ pub struct Ktap {
     skip: usize,
 }
 
-fn emit(line: &str) {
+/// Prints one line and flushes it at once: if the kernel dies next, the
+/// console already shows it.
+pub fn emit(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

@@ -2,24 +2,16 @@
 //! observed with what each scenario declares for the detected kernel.
 
 use crate::ktap::Ktap;
+use crate::options::Options;
 use crate::runner::{self, Observed, ScenarioResult};
-use crate::scenario::{Expect, Scenario};
+use crate::runner::{Expect, Scenario};
 use crate::sys;
+use contract::Kernel;
 use serde_json::json;
 use std::time::Duration;
 
-pub struct Options {
-    pub timeout: Duration,
-    pub json: bool,
-}
-
 pub fn matches(observed: &Observed, expected: Expect) -> bool {
-    matches!(
-        (observed, expected),
-        (Observed::Pass, Expect::Pass)
-            | (Observed::Fail, Expect::Fail)
-            | (Observed::Skip(_), Expect::Skip(_))
-    )
+    expected.is_met_by(observed.outcome())
 }
 
 pub fn kernel_release() -> String {
@@ -38,55 +30,91 @@ pub fn kernel_release() -> String {
 /// declared expectation for this kernel, 1 otherwise.
 pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
     let probe = sys::get_compat();
-    let patched = probe.is_ok();
-    let kernel = if patched { "patched" } else { "vanilla" };
-    let ktap = (!opts.json).then(|| Ktap::start(selected.len()));
-    let header = format!(
-        "validator {}: kernel {} detected as {kernel} (ARCH_GET_COMPAT = {}), CPU {}, timeout {} s per scenario",
+    let kernel = if probe.is_ok() {
+        Kernel::Patched
+    } else {
+        Kernel::Vanilla
+    };
+    let mut ktap = (!opts.json).then(|| Ktap::start(selected.len()));
+    comment(&ktap, &header(kernel, probe, opts.timeout));
+    let results = run_all(selected, opts.timeout, &mut ktap);
+    let mismatched = mismatches(&results, kernel);
+    comment(&ktap, &summary(kernel, results.len(), &mismatched));
+    match &ktap {
+        Some(k) => k.finish(),
+        None => println!("{}", results_json(&results, kernel)),
+    }
+    i32::from(!mismatched.is_empty())
+}
+
+/// A line about the whole run: a KTAP comment, or on stderr beside JSON.
+fn comment(ktap: &Option<Ktap>, line: &str) {
+    match ktap {
+        Some(k) => k.comment(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+fn header(kernel: Kernel, probe: Result<u64, i32>, timeout: Duration) -> String {
+    format!(
+        "validator {}: kernel {} detected as {} (ARCH_GET_COMPAT = {}), CPU {}, timeout {} s per scenario",
         env!("CARGO_PKG_VERSION"),
         kernel_release(),
+        kernel.word(),
         sys::show(probe),
         sys::cpu_vendor(),
-        opts.timeout.as_secs()
-    );
-    match &ktap {
-        Some(k) => k.comment(&header),
-        None => eprintln!("{header}"),
-    }
-    let mut ktap = ktap;
-    let mut results: Vec<ScenarioResult> = Vec::new();
+        timeout.as_secs()
+    )
+}
+
+/// Runs each scenario in turn, streaming its KTAP lines as they come.
+fn run_all(
+    selected: &[&'static Scenario],
+    timeout: Duration,
+    ktap: &mut Option<Ktap>,
+) -> Vec<ScenarioResult> {
+    let mut results = Vec::new();
     for s in selected {
-        if let Some(k) = &ktap {
+        if let Some(k) = ktap {
             k.begin(s.id);
         }
-        let result = runner::run_one(s, opts.timeout, &mut |line| {
-            if let Some(k) = &ktap {
+        let result = runner::run_one(s, timeout, &mut |line| {
+            if let Some(k) = ktap {
                 k.diagnostic(s.id, line);
             }
         });
-        if let Some(k) = &mut ktap {
+        if let Some(k) = ktap {
             k.result(s.id, &result.observed);
         }
         runner::reap_orphans();
         results.push(result);
     }
-    let mismatched: Vec<String> = results
+    results
+}
+
+/// `id (observed X, declared Y)` for each result that differs from its
+/// declaration.
+fn mismatches(results: &[ScenarioResult], kernel: Kernel) -> Vec<String> {
+    results
         .iter()
-        .filter(|r| !matches(&r.observed, r.scenario.expected(patched)))
+        .filter(|r| !matches(&r.observed, r.scenario.expected(kernel)))
         .map(|r| {
             format!(
                 "{} (observed {}, declared {})",
                 r.scenario.id,
                 r.observed.word(),
-                r.scenario.expected(patched).word()
+                r.scenario.expected(kernel).word()
             )
         })
-        .collect();
-    let summary = if mismatched.is_empty() {
+        .collect()
+}
+
+fn summary(kernel: Kernel, count: usize, mismatched: &[String]) -> String {
+    let kernel = kernel.word();
+    if mismatched.is_empty() {
         format!(
-            "validator {}: all {} results match the declared {kernel} expectations",
+            "validator {}: all {count} results match the declared {kernel} expectations",
             env!("CARGO_PKG_VERSION"),
-            results.len()
         )
     } else {
         format!(
@@ -95,25 +123,14 @@ pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
             mismatched.len(),
             mismatched.join(", ")
         )
-    };
-    match &ktap {
-        Some(k) => {
-            k.comment(&summary);
-            k.finish();
-        }
-        None => {
-            eprintln!("{summary}");
-            println!("{}", results_json(&results, kernel, patched));
-        }
     }
-    i32::from(!mismatched.is_empty())
 }
 
-fn results_json(results: &[ScenarioResult], kernel: &str, patched: bool) -> String {
+fn results_json(results: &[ScenarioResult], kernel: Kernel) -> String {
     let items: Vec<serde_json::Value> = results
         .iter()
         .map(|r| {
-            let expected = r.scenario.expected(patched);
+            let expected = r.scenario.expected(kernel);
             json!({
                 "id": r.scenario.id,
                 "observed": r.observed.word(),
@@ -125,7 +142,7 @@ fn results_json(results: &[ScenarioResult], kernel: &str, patched: bool) -> Stri
         })
         .collect();
     serde_json::to_string_pretty(&json!({
-        "kernel": kernel,
+        "kernel": kernel.word(),
         "release": kernel_release(),
         "results": items,
     }))

@@ -1,10 +1,9 @@
 //! Compat address bounds: mappings created or grown by compat syscalls must
 //! stay below 4 GiB (vanilla checks them against the 64-bit TASK_SIZE).
 
-use crate::scenario::{Expect, Failure, Outcome, Scenario};
-use crate::scenarios::memory::int80_mmap2;
-use crate::sys::{self, nr32, FOUR_GIB, PAGE};
-use crate::thunks;
+use crate::runner::{Expect, Failure, Outcome, Scenario};
+use crate::sys::thunks;
+use crate::sys::{self, int80_mmap2, nr32, FOUR_GIB, PAGE};
 use crate::{diag, ensure, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -12,8 +11,8 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "int80_mmap2_hint_no_cross_4g",
         description: "int 0x80 mmap2(0xfffff000, 0x2000) never returns a mapping that crosses 4 GiB",
         proves: "32-bit code sees a truncated address for a VMA straddling 4 GiB; vanilla returns 0xfffff000.",
-        vanilla: Expect::Fail,
-        patched: Expect::Pass,
+        vanilla: Expect::FAIL,
+        patched: Expect::PASS,
         run: int80_mmap2_hint_no_cross_4g,
     },
     Scenario {
@@ -21,8 +20,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) fails with ENOMEM",
         proves: "A compat MAP_FIXED request beyond the 32-bit address space must fail, not succeed half out of \
                  reach.",
-        vanilla: Expect::Fail,
-        patched: Expect::Pass,
+        vanilla: Expect::FAIL,
+        patched: Expect::PASS,
         run: int80_mmap2_fixed_cross_4g_enomem,
     },
     Scenario {
@@ -30,8 +29,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 mremap growing a page at 0xffffc000 in place to 0x5000 bytes (across 4 GiB) fails \
                       with ENOMEM",
         proves: "In-place growth is the other way a compat VMA could cross 4 GiB; the bound must cover mremap too.",
-        vanilla: Expect::Fail,
-        patched: Expect::Pass,
+        vanilla: Expect::FAIL,
+        patched: Expect::PASS,
         run: int80_mremap_cross_4g_enomem,
     },
 ];

@@ -3,12 +3,11 @@
 //! ptrace hole the series closes next to it.
 
 use crate::diag;
-use crate::scenario::{Checks, Failure, Outcome, Scenario};
-use crate::scenarios::introspection::wait_stop;
+use crate::runner::{Checks, Failure, Outcome, Scenario};
+use crate::scenarios::common::{free_low_address, wait_stop};
 use crate::scenarios::series::{require_series, series, set_compat};
-use crate::scenarios::vdso_upstream::free_low_address;
+use crate::sys::vdso;
 use crate::sys::{self, Exit, FOUR_GIB};
-use crate::vdso::{self};
 
 pub const SCENARIOS: &[Scenario] = &[
     series(

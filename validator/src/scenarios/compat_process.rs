@@ -1,11 +1,12 @@
 //! A switched process's life: signals (ia32 with the vDSO restorer, native
 //! 64-bit), fork and execve.
 
-use crate::scenario::{Failure, Outcome, Scenario};
+use crate::runner::{Failure, Outcome, Scenario};
+use crate::scenarios::common::{raise_in_32bit, Frame};
 use crate::scenarios::series::{require_series, series, set_compat};
+use crate::sys::thunks;
+use crate::sys::vdso::{self, MappedVdso};
 use crate::sys::{self, Exit, FOUR_GIB, PAGE};
-use crate::thunks;
-use crate::vdso::{self, MappedVdso};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -50,7 +51,7 @@ fn compat_signal_vdso_restorer() -> Outcome {
         Ok(a) => diag!("__kernel_rt_sigreturn of the new image at {a:#x}"),
         Err(e) => diag!("{e}"),
     }
-    crate::scenarios::signals::raise_in_32bit(false, crate::scenarios::signals::Frame::Rt)
+    raise_in_32bit(false, Frame::Rt)
 }
 
 fn fork_inherits_compat() -> Outcome {

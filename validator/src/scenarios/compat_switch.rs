@@ -1,12 +1,12 @@
 //! ARCH_SET_COMPAT / ARCH_SET_NATIVE / ARCH_GET_COMPAT themselves: what the
 //! switch does to the vDSO, [vsyscall] and mmap placement, and back.
 
-use crate::scenario::{Checks, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Failure, Outcome, Scenario};
+use crate::scenarios::common::{check_mapped_image, check_vdso32_works, free_low_address};
 use crate::scenarios::series::{require_series, series, set_compat};
-use crate::scenarios::vdso_upstream::{check_mapped_image, check_vdso32_works, free_low_address};
+use crate::sys::thunks;
+use crate::sys::vdso;
 use crate::sys::{self, FOUR_GIB, PAGE};
-use crate::thunks;
-use crate::vdso;
 use crate::{diag, ensure, skip};
 
 pub const SCENARIOS: &[Scenario] = &[

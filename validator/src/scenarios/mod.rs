@@ -1,9 +1,10 @@
 //! The scenario catalogue, in run order: upstream behaviour first (expected
 //! to pass on both kernels), then what the series adds.
 
-use crate::scenario::Scenario;
+use crate::runner::Scenario;
 
 pub mod bounds;
+pub mod common;
 pub mod compat_errors;
 pub mod compat_process;
 pub mod compat_switch;

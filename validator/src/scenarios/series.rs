@@ -3,7 +3,7 @@
 //! MAP_ABOVE4G 0x80): on vanilla they fail at the ARCH_GET_COMPAT probe
 //! (EINVAL), the expected "before" result.
 
-use crate::scenario::{Expect, Failure, Outcome, Scenario};
+use crate::runner::{Expect, Failure, Outcome, Scenario};
 use crate::sys;
 use crate::{diag, fail};
 
@@ -18,8 +18,8 @@ pub const fn series(
         id,
         description,
         proves,
-        vanilla: Expect::Fail,
-        patched: Expect::Pass,
+        vanilla: Expect::FAIL,
+        patched: Expect::PASS,
         run,
     }
 }

@@ -1,35 +1,31 @@
 //! The scenario catalogue as JSON (for the harness) and Markdown
 //! (docs/scenarios.md, checked by a unit test so the two cannot drift).
 
-use crate::scenario::{Expect, Scenario};
+use crate::runner::{Expect, Scenario};
+use contract::{list_json, Kernel};
 use serde_json::json;
 
-fn expect_json(e: Expect) -> serde_json::Value {
-    json!(e.word())
+/// One scenario as `validator --list --json` prints it: the contract's
+/// field names, an expectation word per kernel and, for a declared skip,
+/// its reason.
+fn scenario_json(s: &Scenario) -> serde_json::Value {
+    let mut v = json!({
+        list_json::ID: s.id,
+        list_json::DESCRIPTION: s.description,
+        list_json::PROVES: s.proves,
+    });
+    for kernel in [Kernel::Vanilla, Kernel::Patched] {
+        let expected = s.expected(kernel);
+        v[list_json::expectation(kernel)] = json!(expected.word());
+        if let Some(reason) = expected.reason() {
+            v[list_json::skip_reason(kernel)] = json!(reason);
+        }
+    }
+    v
 }
 
 pub fn list_json(scenarios: &[&'static Scenario]) -> String {
-    let items: Vec<serde_json::Value> = scenarios
-        .iter()
-        .map(|s| {
-            let mut v = json!({
-                "id": s.id,
-                "description": s.description,
-                "vanilla": expect_json(s.vanilla),
-                "patched": expect_json(s.patched),
-                "proves": s.proves,
-            });
-            for (key, e) in [
-                ("vanilla_skip_reason", s.vanilla),
-                ("patched_skip_reason", s.patched),
-            ] {
-                if let Expect::Skip(reason) = e {
-                    v[key] = json!(reason);
-                }
-            }
-            v
-        })
-        .collect();
+    let items: Vec<serde_json::Value> = scenarios.iter().map(|s| scenario_json(s)).collect();
     serde_json::to_string_pretty(&items).expect("serialize")
 }
 
@@ -51,11 +47,9 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
+/// `pass`, `fail` or `skip (reason)`, escaped for a table cell.
 fn expect_cell(e: Expect) -> String {
-    match e {
-        Expect::Skip(reason) => format!("skip ({})", cell(reason)),
-        other => other.word().to_string(),
-    }
+    cell(&e.to_string())
 }
 
 /// The whole of docs/scenarios.md.

@@ -1,6 +1,9 @@
 //! Thin wrappers over the system calls the scenarios observe, returning
 //! `Result<value, errno>` so that diagnostics can name the errno.
 
+pub mod thunks;
+pub mod vdso;
+
 pub const ARCH_MAP_VDSO_32: i32 = 0x2002;
 pub const ARCH_MAP_VDSO_64: i32 = 0x2003;
 /// The series' interface (see docs/scenarios.md).
@@ -109,6 +112,17 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64, i32> {
     libc_result(unsafe { libc::syscall(libc::SYS_munmap, addr, len) })
 }
 
+const PROT_RW: u32 = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+const PRIVATE_ANON: u32 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
+
+/// int 0x80 mmap2(hint, len, RW, PRIVATE|ANON|extra) from 64-bit code.
+pub fn int80_mmap2(hint: u32, len: u32, extra_flags: u32) -> Result<u64, i32> {
+    decode_raw(thunks::int80_from_64(
+        nr32::MMAP2,
+        &[hint, len, PROT_RW, PRIVATE_ANON | extra_flags, u32::MAX, 0],
+    ))
+}
+
 /// One line of /proc/<pid>/maps.
 #[derive(Clone, Debug)]
 pub struct MapLine {
@@ -161,12 +175,7 @@ pub fn range_is_free(start: u64, end: u64) -> bool {
 }
 
 pub fn is_intel() -> bool {
-    let r = core::arch::x86_64::__cpuid(0);
-    let mut v = Vec::new();
-    for w in [r.ebx, r.edx, r.ecx] {
-        v.extend_from_slice(&w.to_le_bytes());
-    }
-    &v == b"GenuineIntel"
+    cpu_vendor() == "GenuineIntel"
 }
 
 pub fn cpu_vendor() -> String {

@@ -1,25 +1,11 @@
 //! What a scenario is: a stable id, what it proves, its declared results on
 //! vanilla 6.12 and on the patched kernel, and the code that observes.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expect {
-    Pass,
-    Fail,
-    /// Declared skip with its reason (no current scenario needs one, the
-    /// harness contract allows it).
-    #[allow(dead_code)]
-    Skip(&'static str),
-}
+use contract::Kernel;
 
-impl Expect {
-    pub fn word(&self) -> &'static str {
-        match self {
-            Expect::Pass => "pass",
-            Expect::Fail => "fail",
-            Expect::Skip(_) => "skip",
-        }
-    }
-}
+/// What a scenario declares for one kernel: the contract's expectation,
+/// with its reason (a skip's) written in the scenario table.
+pub type Expect = contract::Expectation<&'static str>;
 
 pub enum Failure {
     Fail(String),
@@ -40,11 +26,10 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    pub fn expected(&self, patched_kernel: bool) -> Expect {
-        if patched_kernel {
-            self.patched
-        } else {
-            self.vanilla
+    pub fn expected(&self, kernel: Kernel) -> Expect {
+        match kernel {
+            Kernel::Vanilla => self.vanilla,
+            Kernel::Patched => self.patched,
         }
     }
 }
@@ -52,7 +37,7 @@ impl Scenario {
 /// Emits a diagnostic naming observed values.
 #[macro_export]
 macro_rules! diag {
-    ($($arg:tt)*) => { $crate::runner::diag(&format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::runner::diag::emit(&format!($($arg)*)) };
 }
 
 /// Fails the scenario with a message unless the condition holds.
@@ -60,19 +45,19 @@ macro_rules! diag {
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)*) => {
         if !$cond {
-            return Err($crate::scenario::Failure::Fail(format!($($arg)*)));
+            return Err($crate::runner::Failure::Fail(format!($($arg)*)));
         }
     };
 }
 
 #[macro_export]
 macro_rules! fail {
-    ($($arg:tt)*) => { return Err($crate::scenario::Failure::Fail(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::runner::Failure::Fail(format!($($arg)*))) };
 }
 
 #[macro_export]
 macro_rules! skip {
-    ($($arg:tt)*) => { return Err($crate::scenario::Failure::Skip(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::runner::Failure::Skip(format!($($arg)*))) };
 }
 
 /// Collects several independent checks so that every observed value is
@@ -85,7 +70,7 @@ pub struct Checks {
 impl Checks {
     pub fn check(&mut self, ok: bool, what: impl Into<String>) {
         let what = what.into();
-        crate::runner::diag(&format!("{} {what}", if ok { "ok:" } else { "MISMATCH:" }));
+        super::diag::emit(&format!("{} {what}", if ok { "ok:" } else { "MISMATCH:" }));
         if !ok {
             self.failed.push(what);
         }
