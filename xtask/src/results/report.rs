@@ -10,57 +10,82 @@ use crate::vm::boot::{Boot, Ending};
 use crate::vm::console;
 use crate::vm::qemu::{Accelerator, Qemu};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use contract::{list_json, Expectation};
+use serde::ser::SerializeStruct;
+use serde::Serialize;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// What a scenario declares it will do on a kernel: the words of
-/// `validator --list --json` ("pass", "fail", "skip").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Expect {
-    Pass,
-    Fail,
-    Skip,
-}
+/// What a scenario declares for a kernel, in the contract's terms.
+pub type Expect = Expectation<String>;
 
-impl Expect {
-    pub fn word(self) -> &'static str {
-        match self {
-            Expect::Pass => "pass",
-            Expect::Fail => "fail",
-            Expect::Skip => "skip",
-        }
-    }
-
-    /// The verdict of one scenario on one kernel.
-    pub fn met_by(self, observed: Option<&Status>) -> bool {
-        matches!(
-            (self, observed),
-            (Expect::Pass, Some(Status::Pass))
-                | (Expect::Fail, Some(Status::Fail))
-                | (Expect::Skip, Some(Status::Skip(_)))
-        )
-    }
-}
-
-/// One scenario as the validator declares it (`validator --list --json`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+/// One scenario as the validator declares it (`validator --list --json`,
+/// read through the `contract` crate's words and field names).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
     pub id: String,
     pub description: String,
     pub vanilla: Expect,
     pub patched: Expect,
-    #[serde(default)]
     pub proves: String,
 }
 
 impl Declared {
-    pub fn expected(&self, variant: Variant) -> Expect {
+    pub fn expected(&self, variant: Variant) -> &Expect {
         match variant {
-            Variant::Vanilla => self.vanilla,
-            Variant::Patched => self.patched,
+            Variant::Vanilla => &self.vanilla,
+            Variant::Patched => &self.patched,
         }
     }
+
+    /// One object of the `--list --json` array.
+    fn from_json(item: &Value) -> Result<Declared> {
+        let text = |field: &str| -> Result<String> {
+            item.get(field)
+                .and_then(Value::as_str)
+                .map(String::from)
+                .with_context(|| format!("no text field `{field}`"))
+        };
+        let expect = |kernel: contract::Kernel| -> Result<Expect> {
+            let word = text(list_json::expectation(kernel))?;
+            let reason = item
+                .get(list_json::skip_reason(kernel))
+                .and_then(Value::as_str)
+                .map(String::from);
+            Expectation::parse(&word, reason)
+                .with_context(|| format!("the {} expectation", kernel.word()))
+        };
+        let id = text(list_json::ID)?;
+        let declared = (|| -> Result<Declared> {
+            Ok(Declared {
+                description: text(list_json::DESCRIPTION)?,
+                vanilla: expect(contract::Kernel::Vanilla)?,
+                patched: expect(contract::Kernel::Patched)?,
+                proves: text(list_json::PROVES).unwrap_or_default(),
+                id: id.clone(),
+            })
+        })();
+        declared.with_context(|| format!("scenario {id}"))
+    }
+}
+
+/// The declaration as the reports keep it: the words, without skip reasons.
+impl Serialize for Declared {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_struct("Declared", 5)?;
+        map.serialize_field("id", &self.id)?;
+        map.serialize_field("description", &self.description)?;
+        map.serialize_field("vanilla", self.vanilla.word())?;
+        map.serialize_field("patched", self.patched.word())?;
+        map.serialize_field("proves", &self.proves)?;
+        map.end()
+    }
+}
+
+/// Reads the whole `--list --json` output.
+pub fn parse_declared(json: &str) -> Result<Vec<Declared>> {
+    let items: Vec<Value> = serde_json::from_str(json).context("not a JSON array")?;
+    items.iter().map(Declared::from_json).collect()
 }
 
 /// Asks the (host-runnable) validator binary what it will run and expects,
@@ -73,7 +98,7 @@ pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>>
     let json = list
         .read()
         .context("asking the validator for its scenarios")?;
-    serde_json::from_str(&json).context("reading `validator --list --json`")
+    parse_declared(&json).context("reading `validator --list --json`")
 }
 
 /// Why a run cannot be trusted, besides scenario results.
@@ -215,34 +240,49 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_compare_kinds() {
-        assert!(Expect::Pass.met_by(Some(&Status::Pass)));
-        assert!(Expect::Fail.met_by(Some(&Status::Fail)));
-        assert!(Expect::Skip.met_by(Some(&Status::Skip("x".into()))));
-        assert!(!Expect::Fail.met_by(Some(&Status::Pass)));
-        assert!(!Expect::Pass.met_by(None));
+    fn verdicts_compare_outcomes() {
+        let skip = Expect::skip("no reason needed to match".into());
+        assert!(Expect::PASS.is_met_by(Status::Pass.outcome()));
+        assert!(Expect::FAIL.is_met_by(Status::Fail.outcome()));
+        assert!(skip.is_met_by(Status::Skip("x".into()).outcome()));
+        assert!(!Expect::FAIL.is_met_by(Status::Pass.outcome()));
     }
 
     #[test]
     fn declared_json_parses() {
         let json = r#"[{"id":"a","description":"d","vanilla":"pass","patched":"pass","proves":"p"},
-                       {"id":"b","description":"d","vanilla":"fail","patched":"pass"}]"#;
-        let list: Vec<Declared> = serde_json::from_str(json).unwrap();
-        assert_eq!(list[1].expected(Variant::Vanilla), Expect::Fail);
-        assert_eq!(list[1].expected(Variant::Patched), Expect::Pass);
+                       {"id":"b","description":"d","vanilla":"skip","vanilla_skip_reason":"no ia32",
+                        "patched":"pass"}]"#;
+        let list = parse_declared(json).unwrap();
+        assert_eq!(list[1].expected(Variant::Vanilla).word(), "skip");
+        assert_eq!(
+            list[1]
+                .expected(Variant::Vanilla)
+                .reason()
+                .map(String::as_str),
+            Some("no ia32")
+        );
+        assert_eq!(*list[1].expected(Variant::Patched), Expect::PASS);
         let back = serde_json::to_value(&list[1]).unwrap();
         assert_eq!(
-            back["vanilla"], "fail",
-            "serialized with the validator's words"
+            back,
+            serde_json::json!({"id":"b","description":"d","vanilla":"skip","patched":"pass","proves":""}),
+            "reports keep the fields and words of before"
         );
     }
 
     #[test]
-    fn an_unknown_expectation_word_is_refused() {
-        let json = r#"[{"id":"a","description":"d","vanilla":"maybe","patched":"pass"}]"#;
-        let err = serde_json::from_str::<Vec<Declared>>(json)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("maybe"), "{err}");
+    fn contract_breaches_are_named() {
+        let err = |json: &str| format!("{:#}", parse_declared(json).unwrap_err());
+        let e = err(r#"[{"id":"a","description":"d","vanilla":"maybe","patched":"pass"}]"#);
+        assert!(e.contains("scenario a") && e.contains("maybe"), "{e}");
+        let e = err(r#"[{"id":"a","description":"d","vanilla":"skip","patched":"pass"}]"#);
+        assert!(
+            e.contains("vanilla") && e.contains("without a reason"),
+            "{e}"
+        );
+        let e = err(r#"[{"id":"a","vanilla":"pass","patched":"pass"}]"#);
+        assert!(e.contains("`description`"), "{e}");
+        assert!(err("{}").contains("not a JSON array"));
     }
 }
