@@ -164,8 +164,10 @@ impl Cmd {
         let expr = self
             .duct()
             .stdin_null()
-            .stdout_file(file)
-            .stderr_to_stdout();
+            // duct applies the outer redirection first: stdout goes to the
+            // log, then stderr joins it there.
+            .stderr_to_stdout()
+            .stdout_file(file);
         let child = Child::start(expr, Group::Own, self)?;
         let status = child.wait(self)?;
         if !status.success() {
@@ -458,7 +460,7 @@ mod tests {
         create_log(&log).unwrap();
         Cmd::new("echo").arg("fine").logged(&log).unwrap();
         let err = Cmd::new("sh")
-            .args(["-c", "echo broken; exit 2"])
+            .args(["-c", "echo on-stdout; echo broken >&2; exit 2"])
             .logged(&log)
             .unwrap_err()
             .to_string();
@@ -468,6 +470,25 @@ mod tests {
         );
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.starts_with("$ echo fine\nfine\n$ sh -c"), "{text}");
+        assert!(
+            text.ends_with("on-stdout\nbroken\n"),
+            "stderr is logged too: {text}"
+        );
+    }
+
+    fn running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+    }
+
+    #[test]
+    fn a_dropped_child_is_killed_and_forgotten() {
+        let child = Cmd::new("sleep").arg("600").spawn_silent().unwrap();
+        let pid = child.pid();
+        assert!(CHILDREN.lock().unwrap().contains(&pid));
+        drop(child);
+        assert!(!running(pid), "sleep {pid} survived its Child");
+        assert!(!CHILDREN.lock().unwrap().contains(&pid));
     }
 
     #[test]
@@ -506,15 +527,13 @@ mod tests {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         assert!(matches!(stream.next(deadline).unwrap(), Event::Line(l) if l == "up"));
-        let grandchild: i32 = std::fs::read_to_string(&pidfile)
+        let grandchild: u32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
             .parse()
             .unwrap();
         drop(stream);
         std::thread::sleep(Duration::from_millis(200));
-        let alive = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
-            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
-        assert!(!alive, "the grandchild {grandchild} survived");
+        assert!(!running(grandchild), "the grandchild {grandchild} survived");
     }
 }
