@@ -2,11 +2,10 @@
 //! the kernel's own merge_config.sh, olddefconfig, then a check that every
 //! option the fragment asks for survived.
 
-use crate::cmd;
+use crate::host::process::Cmd;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 /// Configures the build directory `build` of the source tree `src`.
 /// `make` returns the kernel's make command for a target, with its flags.
@@ -15,23 +14,25 @@ pub fn configure(
     build: &Path,
     fragment: &Path,
     log: &Path,
-    make_cmd: &dyn Fn(&str) -> Command,
+    make_cmd: &dyn Fn(&str) -> Cmd,
 ) -> Result<()> {
-    cmd::logged(&mut make_cmd("tinyconfig"), log).context("make tinyconfig")?;
+    make_cmd("tinyconfig")
+        .logged(log)
+        .context("make tinyconfig")?;
     let config = build.join(".config");
-    cmd::logged(
-        Command::new("sh")
-            .arg(src.join("scripts/kconfig/merge_config.sh"))
-            .arg("-m")
-            .arg("-O")
-            .arg(build)
-            .arg(&config)
-            .arg(fragment)
-            .current_dir(src),
-        log,
-    )
-    .context("merging the config fragment with merge_config.sh")?;
-    cmd::logged(&mut make_cmd("olddefconfig"), log).context("make olddefconfig")?;
+    Cmd::new("sh")
+        .arg(src.join("scripts/kconfig/merge_config.sh"))
+        .arg("-m")
+        .arg("-O")
+        .arg(build)
+        .arg(&config)
+        .arg(fragment)
+        .dir(src)
+        .logged(log)
+        .context("merging the config fragment with merge_config.sh")?;
+    make_cmd("olddefconfig")
+        .logged(log)
+        .context("make olddefconfig")?;
 
     let wanted = std::fs::read_to_string(fragment)
         .with_context(|| format!("cannot read {}", fragment.display()))?;
@@ -154,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_repo_fragment_parses() {
-        let text = std::fs::read_to_string(crate::paths::config_fragment()).unwrap();
+        let text = std::fs::read_to_string(crate::host::paths::config_fragment()).unwrap();
         let options = parse(&text);
         assert!(options
             .get("CONFIG_IA32_EMULATION")

@@ -3,15 +3,19 @@
 //! a number. It works in its own target directory (target/bench), so the
 //! cold measurements never throw away the user's builds or cache.
 
-use crate::compare::{self, Comparison};
-use crate::pipeline::Workspace;
-use crate::qemu::{self, Guest, Qemu};
-use crate::report::Table;
-use crate::{cmd, initramfs, paths, ui, RunOpts, Variant};
+use crate::flags::RunOpts;
+use crate::host::process::Cmd;
+use crate::host::{paths, ui};
+use crate::kernel::source::Layout;
+use crate::kernel::Variant;
+use crate::pipeline::{self, Comparison, Settings, Workspace};
+use crate::results::table::Table;
+use crate::vm::accel;
+use crate::vm::boot::{self, Ending};
+use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Serialize)]
@@ -36,36 +40,46 @@ fn secs(s: f64) -> String {
 }
 
 pub fn run(opts: &RunOpts) -> Result<i32> {
-    let results = paths::results();
-    std::fs::create_dir_all(&results)?;
+    let settings = opts.settings();
+    std::fs::create_dir_all(paths::results())?;
     // Everything below uses target/bench/ as its target directory.
     std::env::set_var("CARGO_TARGET_DIR", paths::target().join("bench"));
     let mut figures = Vec::new();
+    let layout = measure_import(&settings, &mut figures)?;
+    measure_cold(&settings, &layout, &mut figures)?;
+    let warm = measure_warm(&settings, &mut figures)?;
+    measure_edit(&settings, &warm.series_dir, &mut figures)?;
+    push_kvm_figure(&mut figures, &warm.kernels[0], &warm.initrd)?;
+    let micro = micro_benchmarks(&warm.validator, &warm.kernels, &warm.initrd, &settings)?;
+    write_tables(&figures, &micro)?;
+    Ok(0)
+}
 
+fn measure_import(settings: &Settings, figures: &mut Vec<Figure>) -> Result<Layout> {
     let started = Instant::now();
-    let (layout, ccache) = {
-        let ws = Workspace::open(opts)?;
-        (ws.layout.clone(), paths::ccache())
-    };
+    let layout = Workspace::open(settings)?.layout.clone();
     figures.push(figure(
         "import source (unpack + git, once per tarball)",
         secs(started.elapsed().as_secs_f64()),
         "once",
         "skipped when the tarball's path, size and mtime are unchanged".into(),
     ));
+    Ok(layout)
+}
 
-    // Cold: empty build dirs and an empty compiler cache.
+/// Cold: empty build dirs and an empty compiler cache.
+fn measure_cold(settings: &Settings, layout: &Layout, figures: &mut Vec<Figure>) -> Result<()> {
     for dir in [
         layout.build(Variant::Vanilla),
         layout.build(Variant::Patched),
-        ccache,
+        paths::ccache(),
     ] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
         }
     }
-    let _ = std::fs::remove_file(layout.dir.join("patched").join("applied-series"));
-    let (cold, cold_s) = timed(|| compare::collect(opts))?;
+    let _ = std::fs::remove_file(layout.applied_series_stamp());
+    let (cold, cold_s) = timed(|| pipeline::collect(settings))?;
     figures.push(figure(
         "cold compare (both kernels built, both booted)",
         secs(cold_s),
@@ -84,9 +98,19 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
         "<= 60 s",
         "ccache shares every object the series does not touch".into(),
     ));
-    drop(cold);
+    Ok(())
+}
 
-    let (warm, warm_s) = timed(|| compare::collect(opts))?;
+/// What the later measurements boot, from the warm run.
+struct Warm {
+    validator: PathBuf,
+    initrd: PathBuf,
+    kernels: [PathBuf; 2],
+    series_dir: PathBuf,
+}
+
+fn measure_warm(settings: &Settings, figures: &mut Vec<Figure>) -> Result<Warm> {
+    let (warm, warm_s) = timed(|| pipeline::collect(settings))?;
     let rebuilt = !(warm.vanilla.kernel.cached && warm.patched.kernel.cached);
     figures.push(figure(
         "warm compare, nothing changed",
@@ -98,35 +122,63 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
             "nothing rebuilt; both guests boot in parallel".into()
         },
     ));
-    push_boot_figures(&mut figures, &warm);
-    let validator = initramfs::build_validator()?;
-    let initrd = warm.ws.validator_initramfs(&validator)?;
-    let kernels = [
-        warm.vanilla.kernel.vmlinux.clone(),
-        warm.patched.kernel.vmlinux.clone(),
-    ];
-    let series_dir = warm.ws.series.dir.clone();
-    drop(warm);
+    push_boot_figures(figures, &warm);
+    let validator = pipeline::validator()?;
+    Ok(Warm {
+        initrd: warm.ws.validator_initramfs(&validator)?,
+        validator,
+        kernels: [
+            warm.vanilla.kernel.vmlinux.clone(),
+            warm.patched.kernel.vmlinux.clone(),
+        ],
+        series_dir: warm.ws.series.dir.clone(),
+    })
+}
 
+fn measure_edit(settings: &Settings, series_dir: &Path, figures: &mut Vec<Figure>) -> Result<()> {
     let edited = paths::target().join("series-edited");
-    copy_series_with_edit(&series_dir, &edited)?;
-    let edit_opts = RunOpts {
+    copy_series_with_edit(series_dir, &edited)?;
+    let edit_settings = Settings {
         series: Some(edited),
-        ..opts.clone()
+        ..settings.clone()
     };
-    let (edit, edit_s) = timed(|| compare::collect(&edit_opts))?;
+    let (edit, edit_s) = timed(|| pipeline::collect(&edit_settings))?;
     figures.push(figure(
         "edit loop: one patch edited (a comment in a .c file), new table",
         secs(edit_s),
         "<= 90 s",
         format!("patched rebuild {:.1} s", edit.patched.kernel.build_seconds),
     ));
-    drop(edit);
+    Ok(())
+}
 
-    push_kvm_figure(&mut figures, &kernels[0], &initrd)?;
-    let micro = micro_benchmarks(&validator, &kernels, &initrd, opts)?;
+fn write_tables(figures: &[Figure], micro: &[Micro]) -> Result<()> {
+    let results = paths::results();
+    let table = figures_table(figures);
+    let micro_table = micro_table(micro);
+    let machine = machine_description();
+    println!("\n{machine}\n");
+    print!("{}\n{}", table.terminal(), micro_table.terminal());
+    let md = format!(
+        "{machine}\n\n{}\n{}",
+        table.markdown(),
+        micro_table.markdown()
+    );
+    std::fs::write(results.join("bench.md"), md)?;
+    let json = serde_json::json!({ "machine": machine, "figures": figures, "micro": micro });
+    std::fs::write(
+        results.join("bench.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!(
+        "\nwritten: {} and bench.json",
+        results.join("bench.md").display()
+    );
+    Ok(())
+}
 
-    let table = Table {
+fn figures_table(figures: &[Figure]) -> Table {
+    Table {
         header: ["measure", "value", "target", "note"]
             .map(String::from)
             .to_vec(),
@@ -141,8 +193,11 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
                 ]
             })
             .collect(),
-    };
-    let micro_table = Table {
+    }
+}
+
+fn micro_table(micro: &[Micro]) -> Table {
+    Table {
         header: [
             "micro-benchmark",
             "where",
@@ -166,26 +221,7 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
                 ]
             })
             .collect(),
-    };
-    let machine = machine_description();
-    println!("\n{machine}\n");
-    print!("{}\n{}", table.terminal(), micro_table.terminal());
-    let md = format!(
-        "{machine}\n\n{}\n{}",
-        table.markdown(),
-        micro_table.markdown()
-    );
-    std::fs::write(results.join("bench.md"), md)?;
-    let json = serde_json::json!({ "machine": machine, "figures": figures, "micro": micro });
-    std::fs::write(
-        results.join("bench.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!(
-        "\nwritten: {} and bench.json",
-        results.join("bench.md").display()
-    );
-    Ok(0)
+    }
 }
 
 fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
@@ -196,7 +232,7 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 
 fn push_boot_figures(figures: &mut Vec<Figure>, c: &Comparison) {
     for r in [&c.vanilla, &c.patched] {
-        let accel = format!("{:?}", r.accelerator).to_uppercase();
+        let accel = r.accelerator.name().to_uppercase();
         figures.push(figure(
             &format!(
                 "boot {} ({accel}): QEMU start to first KTAP line",
@@ -222,9 +258,9 @@ fn push_boot_figures(figures: &mut Vec<Figure>, c: &Comparison) {
 
 /// A KVM boot when KVM really works; on a host where guests stay silent, says so.
 fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> Result<()> {
-    let why_not = if !qemu::kvm_device_usable() {
+    let why_not = if !accel::kvm_device_usable() {
         Some("/dev/kvm not usable")
-    } else if qemu::kvm_known_silent() {
+    } else if accel::kvm_known_silent() {
         Some("KVM guests stay silent on this host (nested KVM)")
     } else {
         None
@@ -241,15 +277,15 @@ fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> R
         append: String::new(),
     };
     let log = paths::results().join("bench-kvm-console.log");
-    let boot = qemu::run(
+    let boot = boot::run(
         &guest,
-        qemu::Accelerator::Kvm,
+        Accelerator::Kvm,
         Duration::from_secs(120),
         &log,
         &mut |_| {},
     )?;
-    if boot.ending == qemu::Ending::SilentKvm {
-        qemu::remember_kvm_silent();
+    if boot.ending == Ending::SilentKvm {
+        accel::remember_kvm_silent();
         figures.push(figure(
             "boot (KVM)",
             "n/a".into(),
@@ -298,10 +334,10 @@ fn micro_benchmarks(
     validator: &Path,
     kernels: &[PathBuf; 2],
     initrd: &Path,
-    opts: &RunOpts,
+    settings: &Settings,
 ) -> Result<Vec<Micro>> {
     let step = ui::Step::start("Micro-benchmarks on the host");
-    let host = cmd::output(Command::new(validator).arg("--bench"))?;
+    let host = Cmd::new(validator).arg("--bench").read()?;
     step.finish("done");
     let mut out: Vec<Micro> = host
         .lines()
@@ -317,16 +353,22 @@ fn micro_benchmarks(
             append: "validator.bench".into(),
         };
         let log = paths::results().join(format!("bench-{}-console.log", variant.name()));
-        let (boot, accel) = qemu::run_with_fallback(
+        let booted = pipeline::boot(
             &guest,
-            opts.accel,
-            Duration::from_secs(opts.timeout),
+            settings.accel,
+            settings.timeout(),
             &log,
             &mut |_| {},
         )?;
         step.finish("done");
-        let place = format!("{} guest ({:?})", variant.name(), accel).to_lowercase();
-        out.extend(boot.console.iter().filter_map(|l| parse_micro(l, &place)));
+        let place = format!("{} guest ({})", variant.name(), booted.accel.name());
+        out.extend(
+            booted
+                .boot
+                .console
+                .iter()
+                .filter_map(|l| parse_micro(l, &place)),
+        );
     }
     Ok(out)
 }
@@ -421,7 +463,7 @@ fn machine_description() -> String {
         })
         .map(|kib| kib / 1024 / 1024)
         .unwrap_or(0);
-    let kernel = cmd::output(Command::new("uname").arg("-r")).unwrap_or_default();
+    let kernel = Cmd::new("uname").arg("-r").read().unwrap_or_default();
     format!(
         "Machine: {cpus} CPUs ({model}), {mem_gib} GiB, host kernel {}",
         kernel.trim()

@@ -2,8 +2,9 @@
 //!
 //! The console also carries kernel messages, which may interleave with the
 //! validator's lines, so anything that is not KTAP is ignored here (the
-//! kernel-problem scan in `report` looks at those lines).
+//! kernel-problem scan in `vm::console` looks at those lines).
 
+use contract::Outcome;
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -15,13 +16,18 @@ pub enum Status {
 }
 
 impl Status {
-    /// The word used in tables and in the validator's declared expectations.
-    pub fn word(&self) -> &'static str {
+    /// The outcome in the validator contract's terms.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Skip(_) => "skip",
+            Status::Pass => Outcome::Pass,
+            Status::Fail => Outcome::Fail,
+            Status::Skip(_) => Outcome::Skip,
         }
+    }
+
+    /// The contract's word for it (`pass`, `fail`, `skip`).
+    pub fn word(&self) -> &'static str {
+        self.outcome().word()
     }
 }
 

@@ -93,13 +93,3 @@ pub fn fmt_duration(d: Duration) -> String {
         format!("{}m{:02}s", secs as u64 / 60, secs as u64 % 60)
     }
 }
-
-/// Ctrl-C or SIGTERM: kill every child we started (QEMU, make), then exit.
-pub fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        crate::reaper::kill_all();
-        finish_all();
-        eprintln!("interrupted: stopped every QEMU and build process this run started");
-        std::process::exit(130);
-    });
-}

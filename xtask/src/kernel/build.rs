@@ -1,15 +1,15 @@
 //! Out-of-tree kernel builds (O=), cached by a key over everything that
 //! goes into them: source identity, series, config fragment, compiler.
 
-use crate::series::hex;
-use crate::{cmd, kconfig, paths, ui};
+use crate::host::paths;
+use crate::host::process::{self, Cmd};
+use crate::kernel::kconfig;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Instant;
 
 pub struct BuildInputs<'a> {
-    pub what: String,
     pub src: &'a Path,
     pub build: &'a Path,
     pub tree_id: &'a str,
@@ -45,21 +45,21 @@ pub fn build_key(tree_id: &str, series_hash: &str, fragment: &[u8], compiler: &s
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 pub fn compiler_version() -> Result<String> {
-    let out = cmd::output(Command::new("gcc").arg("--version"))?;
+    let out = Cmd::new("gcc").arg("--version").read()?;
     Ok(out.lines().next().unwrap_or_default().to_string())
 }
 
 /// The kernel's make for one target, through ccache. CCACHE_BASEDIR is the
 /// source's folder, which holds vanilla/{src,build} and patched/{src,build}:
 /// paths relative to it match, so the two variants share cached objects.
-pub fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Command {
+pub fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Cmd {
     let base = build.parent().and_then(Path::parent).unwrap_or(build);
-    let mut c = Command::new("make");
-    c.arg("-C")
+    Cmd::new("make")
+        .arg("-C")
         .arg(src)
         .arg(format!("O={}", build.display()))
         .arg(format!("-j{jobs}"))
@@ -68,11 +68,12 @@ pub fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Command {
         .env("CCACHE_DIR", paths::ccache())
         .env("CCACHE_BASEDIR", base)
         .env("CCACHE_NOHASHDIR", "1")
-        .env("CCACHE_MAXSIZE", "5G");
-    c
+        .env("CCACHE_MAXSIZE", "5G")
 }
 
+/// Builds (or finds cached) the kernel `inputs` describe.
 pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
+    let started = Instant::now();
     let fragment_path = inputs.fragment;
     let fragment = std::fs::read(fragment_path)
         .with_context(|| format!("cannot read {}", fragment_path.display()))?;
@@ -88,25 +89,23 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
     let stamp = build.join(".xtask-build-key");
     let bzimage = build.join("arch/x86/boot/bzImage");
     let vmlinux = build.join("vmlinux");
-    let step = ui::Step::start(&inputs.what);
     let cached =
         std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str()) && bzimage.is_file();
     if !cached {
         let _ = std::fs::remove_file(&stamp);
         let log = build.join("build.log");
-        cmd::create_log(&log)?;
+        process::create_log(&log)?;
         let make = |target: &str| make(inputs.src, build, inputs.jobs, target);
         kconfig::configure(inputs.src, build, fragment_path, &log, &make)?;
-        cmd::logged(&mut make("bzImage"), &log)
+        make("bzImage")
+            .logged(&log)
             .with_context(|| format!("building the kernel in {}", build.display()))?;
         std::fs::write(&stamp, &key)?;
     }
-    let config_hash = hex(&Sha256::digest(std::fs::read(build.join(".config"))?));
-    let elapsed = step.finish(if cached {
-        "cached, nothing rebuilt"
-    } else {
-        "built"
-    });
+    let config_hash = format!(
+        "{:x}",
+        Sha256::digest(std::fs::read(build.join(".config"))?)
+    );
     Ok(Kernel {
         bzimage,
         vmlinux,
@@ -114,7 +113,7 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
         build_key: key,
         config_hash,
         cached,
-        build_seconds: elapsed.as_secs_f64(),
+        build_seconds: started.elapsed().as_secs_f64(),
     })
 }
 

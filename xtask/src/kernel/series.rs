@@ -3,11 +3,10 @@
 //! moves once the whole series applied, so a half-applied series is never
 //! built or reused.
 
-use crate::cmd;
+use crate::kernel::git::git;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[derive(Debug, Clone)]
 pub struct Patch {
@@ -65,12 +64,8 @@ impl Series {
             h.update((p.contents.len() as u64).to_le_bytes());
             h.update(&p.contents);
         }
-        hex(&h.finalize())
+        format!("{:x}", h.finalize())
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `(line number, patch name)` for each entry. Quilt allows `-p1` after a
@@ -110,16 +105,12 @@ pub fn parse_series(text: &str) -> Result<Vec<(usize, String)>> {
 pub fn apply(worktree: &Path, base: &str, series: &Series, log: &Path) -> Result<()> {
     let scratch = tempfile::tempdir().context("creating a scratch index")?;
     let index = scratch.path().join("index");
-    let with_index = |args: &[&str]| {
-        let mut c = git(worktree);
-        c.args(args).env("GIT_INDEX_FILE", &index);
-        c
-    };
-    cmd::output(&mut with_index(&["read-tree", base]))?;
+    let with_index = |args: &[&str]| git(worktree).args(args).env("GIT_INDEX_FILE", &index);
+    with_index(&["read-tree", base]).read()?;
     let mut head = base.to_string();
     for patch in &series.patches {
-        let mut apply = with_index(&["apply", "--cached", "--verbose"]);
-        if let Err(err) = cmd::output(apply.arg(&patch.path)) {
+        let apply = with_index(&["apply", "--cached", "--verbose"]).arg(&patch.path);
+        if let Err(err) = apply.read() {
             bail!(
                 "patch {} does not apply (listed in {}):\n{err:#}\n\
                  Rebase or fix that patch; nothing of this series was applied.",
@@ -127,32 +118,18 @@ pub fn apply(worktree: &Path, base: &str, series: &Series, log: &Path) -> Result
                 series.dir.join("series").display()
             );
         }
-        let tree = cmd::output(&mut with_index(&["write-tree"]))?;
-        head = cmd::output(
-            git(worktree)
-                .args(["commit-tree", tree.trim(), "-p", &head, "-m"])
-                .arg(&patch.name),
-        )?
-        .trim()
-        .to_string();
+        let tree = with_index(&["write-tree"]).read()?;
+        head = git(worktree)
+            .args(["commit-tree", tree.trim(), "-p", &head, "-m"])
+            .arg(&patch.name)
+            .read()?
+            .trim()
+            .to_string();
     }
-    cmd::logged(
-        git(worktree).args(["checkout", "--quiet", "--force", "--detach", &head]),
-        log,
-    )?;
-    cmd::logged(git(worktree).args(["clean", "-fdxq"]), log)
-}
-
-/// `git -C dir` with a fixed identity and dates, so commits are reproducible.
-pub fn git(dir: &Path) -> Command {
-    let mut c = Command::new("git");
-    c.arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=xtask", "-c", "user.email=xtask@localhost"])
-        .args(["-c", "core.excludesFile=/dev/null", "-c", "gc.auto=0"])
-        .env("GIT_AUTHOR_DATE", "2024-11-17T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2024-11-17T00:00:00Z");
-    c
+    git(worktree)
+        .args(["checkout", "--quiet", "--force", "--detach", &head])
+        .logged(log)?;
+    git(worktree).args(["clean", "-fdxq"]).logged(log)
 }
 
 #[cfg(test)]
@@ -221,7 +198,7 @@ mod tests {
         std::fs::create_dir(&tree).unwrap();
         std::fs::write(tree.join("f.c"), "one\ntwo\nthree\n").unwrap();
         let log = dir.path().join("log");
-        let run = |args: &[&str]| cmd::output(git(&tree).args(args)).unwrap();
+        let run = |args: &[&str]| git(&tree).args(args).read().unwrap();
         run(&["init", "-q"]);
         run(&["add", "-A"]);
         run(&["commit", "-qm", "base"]);

@@ -21,6 +21,11 @@ pub fn default_series_dir() -> PathBuf {
     root().join("kernel-patches")
 }
 
+/// What goes into each guest: file lists and init scripts (initramfs/README.md).
+pub fn initramfs_lists() -> PathBuf {
+    root().join("initramfs")
+}
+
 pub fn config_fragment() -> PathBuf {
     root().join("qemu").join("kernel.config")
 }

@@ -1,13 +1,15 @@
 //! `cargo xtask doctor`: what this host has, lacks and can use.
 
-use crate::qemu::{self, Qemu};
-use crate::source::Provider;
-use crate::{deps, SourceOpts};
+use crate::flags::SourceOpts;
+use crate::host::deps;
+use crate::kernel::source::Provider;
+use crate::vm::accel;
+use crate::vm::qemu::Qemu;
 use anyhow::Result;
 
 pub fn run(opts: &SourceOpts) -> Result<i32> {
-    let provider = Provider::from_opts(opts)?;
-    let needs = deps::needed_for(&provider);
+    let provider = Provider::new(opts.kernel_src.as_deref(), opts.kernel_tarball.as_deref())?;
+    let needs = deps::needed_for(provider.needs());
     let missing = deps::missing(&needs);
     println!("host tools and files:");
     for need in &needs {
@@ -36,9 +38,9 @@ pub fn run(opts: &SourceOpts) -> Result<i32> {
         }
         Err(e) => println!("\nQEMU: not usable: {e:#}"),
     }
-    let kvm = if !qemu::kvm_device_usable() {
+    let kvm = if !accel::kvm_device_usable() {
         "no (/dev/kvm cannot be opened read-write): TCG"
-    } else if qemu::kvm_known_silent() {
+    } else if accel::kvm_known_silent() {
         "no: /dev/kvm opens but a guest stayed silent on this host boot (nested KVM?): TCG"
     } else {
         "/dev/kvm opens; the first boot checks that a guest really runs, and falls back to TCG if not"

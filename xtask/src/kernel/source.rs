@@ -4,13 +4,15 @@
 //! source identity, and the patched tree is a worktree of the same repo.
 //! The user's own tree or tarball is only ever read.
 
-use crate::series::{git, hex};
-use crate::{cmd, paths, SourceOpts};
+use crate::host::deps::{self, Need};
+use crate::host::paths;
+use crate::host::process::Cmd;
+use crate::kernel::git::git;
+use crate::kernel::Variant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const DEBIAN_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 pub const DEBIAN_PACKAGE: &str = "linux-source-6.12";
@@ -23,12 +25,13 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn from_opts(opts: &SourceOpts) -> Result<Provider> {
+    /// A developer's tree, a release tarball, or (neither) Debian's package.
+    pub fn new(kernel_src: Option<&Path>, kernel_tarball: Option<&Path>) -> Result<Provider> {
         let canonical = |p: &Path, what: &str| {
             p.canonicalize()
                 .with_context(|| format!("{what} {} does not exist", p.display()))
         };
-        Ok(match (&opts.kernel_src, &opts.kernel_tarball) {
+        Ok(match (kernel_src, kernel_tarball) {
             (Some(dir), _) => {
                 let dir = canonical(dir, "--kernel-src")?;
                 if !dir.join("Makefile").is_file() || !dir.join("arch/x86").is_dir() {
@@ -42,6 +45,14 @@ impl Provider {
             (None, Some(file)) => Provider::Tarball(canonical(file, "--kernel-tarball")?),
             (None, None) => Provider::DebianPackage,
         })
+    }
+
+    /// What the host must have for this source (beyond the build tools).
+    pub fn needs(&self) -> Vec<Need> {
+        match self {
+            Provider::DebianPackage => vec![deps::file(DEBIAN_TARBALL, DEBIAN_PACKAGE)],
+            Provider::Tarball(_) | Provider::Tree(_) => Vec::new(),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -70,7 +81,10 @@ impl Provider {
                     .replace(['.', ' '], "-")
             })
             .unwrap_or_default();
-        let tag = &hex(&Sha256::digest(origin.as_os_str().as_encoded_bytes()))[..8];
+        let tag = &format!(
+            "{:x}",
+            Sha256::digest(origin.as_os_str().as_encoded_bytes())
+        )[..8];
         format!("{}-{stem}-{tag}", self.kind())
     }
 }
@@ -103,10 +117,10 @@ impl Layout {
             dir: paths::kernels().join(provider.slug()),
         }
     }
-    pub fn src(&self, variant: crate::Variant) -> PathBuf {
+    pub fn src(&self, variant: Variant) -> PathBuf {
         self.dir.join(variant.name()).join("src")
     }
-    pub fn build(&self, variant: crate::Variant) -> PathBuf {
+    pub fn build(&self, variant: Variant) -> PathBuf {
         self.dir.join(variant.name()).join("build")
     }
     /// A further tree (or build) beside vanilla and patched, e.g. "bisect".
@@ -116,36 +130,55 @@ impl Layout {
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }
+    /// Says which series the patched tree holds (written once it applied).
+    pub fn applied_series_stamp(&self) -> PathBuf {
+        self.dir.join("patched").join("applied-series")
+    }
+}
+
+/// The vanilla tree after `import`, and whether this call unpacked or copied it.
+pub struct Imported {
+    pub info: SourceInfo,
+    pub refreshed: bool,
 }
 
 /// Brings the vanilla tree up to date with the provider; cheap when nothing changed.
-pub fn import(provider: &Provider, layout: &Layout) -> Result<SourceInfo> {
-    let src = layout.src(crate::Variant::Vanilla);
+pub fn import(provider: &Provider, layout: &Layout) -> Result<Imported> {
+    let src = layout.src(Variant::Vanilla);
     std::fs::create_dir_all(layout.logs())?;
     let log = layout.logs().join("import.log");
-    match provider {
+    let refreshed = match provider {
         Provider::DebianPackage | Provider::Tarball(_) => {
             import_tarball(&provider.origin(), &src, &log)?
         }
-        Provider::Tree(dir) => import_tree(dir, &src, &log)?,
-    }
-    let commit = cmd::output(git(&src).args(["rev-parse", "HEAD"]))?
+        Provider::Tree(dir) => {
+            import_tree(dir, &src, &log)?;
+            true
+        }
+    };
+    let commit = git(&src)
+        .args(["rev-parse", "HEAD"])
+        .read()?
         .trim()
         .to_string();
-    let tree_id = cmd::output(git(&src).args(["rev-parse", "HEAD^{tree}"]))?
+    let tree_id = git(&src)
+        .args(["rev-parse", "HEAD^{tree}"])
+        .read()?
         .trim()
         .to_string();
-    Ok(SourceInfo {
+    let info = SourceInfo {
         provider: provider.kind().to_string(),
         origin: provider.origin().display().to_string(),
         version: kernel_version(&src)?,
         tree_id,
         commit,
-    })
+    };
+    Ok(Imported { info, refreshed })
 }
 
 /// Unpacks a tarball once; its path, size and mtime say whether it changed.
-fn import_tarball(tarball: &Path, src: &Path, log: &Path) -> Result<()> {
+/// True if it unpacked.
+fn import_tarball(tarball: &Path, src: &Path, log: &Path) -> Result<bool> {
     let meta = std::fs::metadata(tarball)
         .with_context(|| format!("cannot read kernel tarball {}", tarball.display()))?;
     let mtime = meta
@@ -155,27 +188,21 @@ fn import_tarball(tarball: &Path, src: &Path, log: &Path) -> Result<()> {
     let stamp_value = format!("{} {} {mtime}\n", tarball.display(), meta.len());
     let stamp = src.join(".git").join("xtask-imported");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_value.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
-    crate::ui::note(&format!(
-        "unpacking {} (once per tarball)",
-        tarball.display()
-    ));
     if src.exists() {
         std::fs::remove_dir_all(src).with_context(|| format!("cannot remove {}", src.display()))?;
     }
     std::fs::create_dir_all(src)?;
     // Every kernel tarball has one top-level directory (linux-6.12.1/, linux-source-6.12/).
-    cmd::logged(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(tarball)
-            .arg("--strip-components=1")
-            .arg("-C")
-            .arg(src),
-        log,
-    )
-    .with_context(|| format!("unpacking {}", tarball.display()))?;
+    Cmd::new("tar")
+        .arg("-xf")
+        .arg(tarball)
+        .arg("--strip-components=1")
+        .arg("-C")
+        .arg(src)
+        .logged(log)
+        .with_context(|| format!("unpacking {}", tarball.display()))?;
     if !src.join("Makefile").is_file() {
         bail!(
             "{} did not unpack to a kernel tree (no top-level Makefile)",
@@ -184,7 +211,7 @@ fn import_tarball(tarball: &Path, src: &Path, log: &Path) -> Result<()> {
     }
     commit_import(src, log, &format!("vanilla: {}", tarball.display()))?;
     std::fs::write(&stamp, stamp_value)?;
-    Ok(())
+    Ok(true)
 }
 
 /// Mirrors a developer's tree (working files, without .git) and commits
@@ -193,35 +220,31 @@ fn import_tree(dir: &Path, src: &Path, log: &Path) -> Result<()> {
     std::fs::create_dir_all(src)?;
     let mut from = dir.as_os_str().to_owned();
     from.push("/");
-    cmd::logged(
-        Command::new("rsync")
-            .args(["-a", "--delete", "--exclude=/.git"])
-            .arg(from)
-            .arg(src),
-        log,
-    )
-    .with_context(|| format!("copying kernel tree {}", dir.display()))?;
+    Cmd::new("rsync")
+        .args(["-a", "--delete", "--exclude=/.git"])
+        .arg(from)
+        .arg(src)
+        .logged(log)
+        .with_context(|| format!("copying kernel tree {}", dir.display()))?;
     commit_import(src, log, &format!("vanilla: {}", dir.display()))
 }
 
 fn commit_import(src: &Path, log: &Path, message: &str) -> Result<()> {
     if !src.join(".git").exists() {
-        cmd::logged(git(src).args(["init", "--quiet"]), log)?;
+        git(src).args(["init", "--quiet"]).logged(log)?;
     }
     // -f: Debian's tree ships a .gitignore that would hide sources; we want
     // exactly what is on disk.
-    cmd::logged(git(src).args(["add", "--all", "--force", "."]), log)?;
+    git(src)
+        .args(["add", "--all", "--force", "."])
+        .logged(log)?;
     let unchanged = git(src)
         .args(["diff", "--cached", "--quiet", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .succeeds();
     if !unchanged {
-        cmd::logged(
-            git(src).args(["commit", "--quiet", "--allow-empty", "-m", message]),
-            log,
-        )?;
+        git(src)
+            .args(["commit", "--quiet", "--allow-empty", "-m", message])
+            .logged(log)?;
     }
     Ok(())
 }
@@ -247,34 +270,6 @@ fn parse_version(makefile: &str) -> Option<String> {
         field("SUBLEVEL")?,
         field("EXTRAVERSION").unwrap_or_default()
     ))
-}
-
-/// A worktree of the vanilla repository at `path` (created once).
-pub fn ensure_worktree(
-    layout: &Layout,
-    patched: &Path,
-    commit: &str,
-    log: &Path,
-) -> Result<PathBuf> {
-    let patched = patched.to_path_buf();
-    if !patched.join(".git").exists() {
-        if patched.exists() {
-            std::fs::remove_dir_all(&patched)?;
-        }
-        cmd::logged(
-            git(&layout.src(crate::Variant::Vanilla)).args(["worktree", "prune"]),
-            log,
-        )?;
-        cmd::logged(
-            git(&layout.src(crate::Variant::Vanilla))
-                .args(["worktree", "add", "--quiet", "--detach"])
-                .arg(&patched)
-                .arg(commit),
-            log,
-        )
-        .with_context(|| format!("creating the worktree {}", patched.display()))?;
-    }
-    Ok(patched)
 }
 
 #[cfg(test)]

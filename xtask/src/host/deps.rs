@@ -2,10 +2,9 @@
 //! that provides it. Missing ones are installed with apt-get when we are
 //! root (or have password-less sudo); otherwise the exact command is printed.
 
-use crate::source::{Provider, DEBIAN_PACKAGE, DEBIAN_TARBALL};
+use crate::host::process::Cmd;
 use anyhow::{bail, Result};
 use std::path::Path;
-use std::process::Command;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -38,7 +37,7 @@ const fn tool(what: &'static str, package: &'static str) -> Need {
     }
 }
 
-const fn file(what: &'static str, package: &'static str) -> Need {
+pub const fn file(what: &'static str, package: &'static str) -> Need {
     Need {
         what,
         present: file_exists,
@@ -46,8 +45,9 @@ const fn file(what: &'static str, package: &'static str) -> Need {
     }
 }
 
-/// Everything the pipeline needs for this kernel source.
-pub fn needed_for(provider: &Provider) -> Vec<Need> {
+/// Everything the pipeline needs, plus what the kernel source needs
+/// (`kernel::source::Provider::needs`).
+pub fn needed_for(source_needs: Vec<Need>) -> Vec<Need> {
     let mut needs = vec![
         tool("make", "make"),
         tool("gcc", "gcc"),
@@ -69,9 +69,7 @@ pub fn needed_for(provider: &Provider) -> Vec<Need> {
             package: "qemu-system-x86",
         },
     ];
-    if matches!(provider, Provider::DebianPackage) {
-        needs.push(file(DEBIAN_TARBALL, DEBIAN_PACKAGE));
-    }
+    needs.extend(source_needs);
     needs
 }
 
@@ -107,11 +105,7 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
         packages.join(" ")
     );
     let root = nix::unistd::geteuid().is_root();
-    let sudo = !root
-        && Command::new("sudo")
-            .args(["-n", "true"])
-            .status()
-            .is_ok_and(|s| s.success());
+    let sudo = !root && Cmd::new("sudo").args(["-n", "true"]).succeeds();
     if !root && !sudo {
         bail!(
             "missing on this host: {}.\nInstall them with:\n  sudo apt-get update && sudo {command}",
@@ -124,16 +118,12 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
         what.join(", ")
     );
     let apt = |args: &[&str]| {
-        let mut c = if sudo {
-            Command::new("sudo")
-        } else {
-            Command::new("apt-get")
+        let apt_get = match sudo {
+            true => Cmd::new("sudo").arg("apt-get"),
+            false => Cmd::new("apt-get"),
         };
-        if sudo {
-            c.arg("apt-get");
-        }
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        c.status().is_ok_and(|s| s.success())
+        let apt_get = apt_get.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        apt_get.run().is_ok_and(|s| s.success())
     };
     let mut install: Vec<&str> = vec!["install", "-y", "--no-install-recommends"];
     install.extend(&packages);
@@ -160,13 +150,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_debian_source_is_needed_only_by_default() {
-        let has_source = |needs: Vec<Need>| needs.iter().any(|n| n.package == DEBIAN_PACKAGE);
-        assert!(has_source(needed_for(&Provider::DebianPackage)));
-        assert!(!has_source(needed_for(&Provider::Tarball(
-            "/x.tar.xz".into()
-        ))));
-        assert!(!has_source(needed_for(&Provider::Tree("/src".into()))));
+    fn the_source_needs_are_added() {
+        let extra = file("/usr/src/x.tar.xz", "x-source");
+        let needs = needed_for(vec![extra]);
+        assert!(needs.iter().any(|n| n.package == "x-source"));
+        assert!(needs.iter().any(|n| n.package == "busybox-static"));
     }
 
     #[test]

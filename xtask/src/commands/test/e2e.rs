@@ -1,21 +1,28 @@
 //! End-to-end checks on real kernels: the compare itself, the cache, and
 //! the failure paths a user will meet (a patch that does not apply, a hung
-//! guest, a kernel panic), each asserted, none skipped.
+//! guest, a kernel panic), each asserted, none skipped. `compare`,
+//! `check-series` and `run` are run as child xtasks, as a user runs them.
 
-use crate::initramfs::{self, Entry};
-use crate::ktap::Ktap;
-use crate::pipeline::Workspace;
-use crate::qemu::{self, Ending, Guest, Qemu};
-use crate::series::{self, git, Series};
-use crate::{cmd, compare, paths, report, ui, RunOpts, Variant};
+use crate::flags::RunOpts;
+use crate::host::process::Cmd;
+use crate::host::{deps, paths, ui};
+use crate::kernel::git::{self, git};
+use crate::kernel::series::{self, Series};
+use crate::kernel::Variant;
+use crate::pipeline::{self, Settings, Workspace};
+use crate::results::ktap::Ktap;
+use crate::results::report;
+use crate::vm::boot::{Boot, Ending};
+use crate::vm::initramfs::{self, Contents};
+use crate::vm::qemu::{Guest, Qemu};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 type Check = fn(&RunOpts) -> Result<()>;
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+/// Every check, or those whose name contains `only`.
+pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
     let checks: [(&str, Check); 7] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
@@ -43,8 +50,18 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
             check_series_quality,
         ),
     ];
+    let chosen: Vec<(&str, Check)> = checks
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|text| name.contains(text)))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "no end-to-end check's name contains {:?}",
+            only.unwrap_or_default()
+        );
+    }
     let mut failed = 0;
-    for (name, check) in checks {
+    for (name, check) in chosen {
         eprintln!("\n=== e2e: {name}");
         match check(opts) {
             Ok(()) => eprintln!("=== ok: {name}"),
@@ -62,8 +79,43 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     Ok(0)
 }
 
+/// This xtask with `subcommand` and the options this run was given.
+fn xtask(subcommand: &[&str], opts: &RunOpts) -> Result<Cmd> {
+    let exe = std::env::current_exe().context("finding this xtask's executable")?;
+    let mut cmd = Cmd::new(exe)
+        .args(subcommand)
+        .args(["--accel", &opts.accel.name()])
+        .arg("--timeout")
+        .arg(opts.timeout.to_string());
+    let paths = [
+        ("--kernel-src", &opts.source.kernel_src),
+        ("--kernel-tarball", &opts.source.kernel_tarball),
+        ("--series", &opts.series),
+    ];
+    for (flag, value) in paths {
+        if let Some(value) = value {
+            cmd = cmd.arg(flag).arg(value);
+        }
+    }
+    if let Some(filter) = &opts.filter {
+        cmd = cmd.arg("--filter").arg(filter);
+    }
+    if let Some(jobs) = opts.jobs {
+        cmd = cmd.arg("--jobs").arg(jobs.to_string());
+    }
+    Ok(cmd)
+}
+
+/// Runs this xtask's `subcommand` to its end and returns its exit code.
+fn run_xtask(subcommand: &[&str], opts: &RunOpts) -> Result<i32> {
+    let status = xtask(subcommand, opts)?.run()?;
+    status
+        .code()
+        .with_context(|| format!("cargo xtask {} was killed ({status})", subcommand.join(" ")))
+}
+
 fn check_compare(opts: &RunOpts) -> Result<()> {
-    let code = compare::run(opts, false)?;
+    let code = run_xtask(&["compare"], opts)?;
     ensure!(
         code == 0,
         "cargo xtask compare exited {code}: see the table above"
@@ -74,7 +126,7 @@ fn check_compare(opts: &RunOpts) -> Result<()> {
 }
 
 fn check_series_quality(opts: &RunOpts) -> Result<()> {
-    let code = crate::check_series::run(opts)?;
+    let code = run_xtask(&["check-series"], opts)?;
     ensure!(
         code == 0,
         "cargo xtask check-series exited {code}: see the table above"
@@ -83,8 +135,8 @@ fn check_series_quality(opts: &RunOpts) -> Result<()> {
 }
 
 fn check_cached(opts: &RunOpts) -> Result<()> {
-    let ws = Workspace::open(opts)?;
-    for variant in [Variant::Vanilla, Variant::Patched] {
+    let ws = Workspace::open(&opts.settings())?;
+    for variant in Variant::BOTH {
         let kernel = ws.kernel(variant)?;
         ensure!(
             kernel.cached,
@@ -96,8 +148,8 @@ fn check_cached(opts: &RunOpts) -> Result<()> {
 }
 
 fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
-    let ws = Workspace::open(opts)?;
-    let validator = initramfs::build_validator()?;
+    let ws = Workspace::open(&opts.settings())?;
+    let validator = pipeline::validator()?;
     let first = std::fs::read(ws.validator_initramfs(&validator)?)?;
     std::thread::sleep(Duration::from_millis(1100));
     let second = std::fs::read(ws.validator_initramfs(&validator)?)?;
@@ -109,7 +161,7 @@ fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
 /// The real series with one context line of its first patch changed,
 /// applied in a throwaway worktree (the cached patched tree is not touched).
 fn check_broken_patch(opts: &RunOpts) -> Result<()> {
-    let ws = Workspace::open(opts)?;
+    let ws = Workspace::open(&opts.settings())?;
     let Some(first) = ws
         .series
         .patches
@@ -128,27 +180,12 @@ fn check_broken_patch(opts: &RunOpts) -> Result<()> {
     let vanilla = ws.layout.src(Variant::Vanilla);
     let tree = paths::target().join("e2e-worktree");
     let log = dir.path().join("log");
-    let _ = cmd::output(
-        git(&vanilla)
-            .args(["worktree", "remove", "--force"])
-            .arg(&tree),
-    );
-    let _ = std::fs::remove_dir_all(&tree);
-    cmd::logged(
-        git(&vanilla)
-            .args(["worktree", "add", "--quiet", "--detach"])
-            .arg(&tree)
-            .arg(&ws.source.commit),
-        &log,
-    )?;
+    git::remove_worktree(&vanilla, &tree);
+    git::add_worktree(&vanilla, &tree, &ws.source.commit, &log)?;
     let result = series::apply(&tree, &ws.source.commit, &series, &log);
-    let clean = cmd::output(git(&tree).args(["status", "--porcelain"]))?;
-    let head = cmd::output(git(&tree).args(["rev-parse", "HEAD"]))?;
-    let _ = cmd::output(
-        git(&vanilla)
-            .args(["worktree", "remove", "--force"])
-            .arg(&tree),
-    );
+    let clean = git(&tree).args(["status", "--porcelain"]).read()?;
+    let head = git(&tree).args(["rev-parse", "HEAD"]).read()?;
+    git::remove_worktree(&vanilla, &tree);
     let err = match result {
         Ok(()) => bail!("the broken patch applied"),
         Err(e) => format!("{e:#}"),
@@ -195,17 +232,14 @@ fn break_patch(patch: &[u8]) -> Vec<u8> {
 }
 
 fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
-    let ws = Workspace::open(opts)?;
+    let settings = opts.settings();
+    let ws = Workspace::open(&settings)?;
     let kernel = ws.kernel(Variant::Vanilla)?;
     let qemu = Qemu::find()?;
     let timeout = Duration::from_secs(30);
 
-    let hang = fake_guest(
-        &ws,
-        "hang",
-        "echo '# start e2e_hangs'\nwhile :; do sleep 1; done\n",
-    )?;
-    let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &hang, opts, timeout)?;
+    let hang = fake_guest(&ws, "hang")?;
+    let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &hang, &settings, timeout)?;
     ensure!(
         boot.ending == Ending::TimedOut,
         "hung guest ended as {:?}",
@@ -225,8 +259,8 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     ensure_no_qemu_left(&hang)?;
 
     // PID 1 exiting is a real kernel panic ("Attempted to kill init").
-    let panic = fake_guest(&ws, "panic", "echo '# start e2e_panics'\nexit 3\n")?;
-    let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &panic, opts, timeout)?;
+    let panic = fake_guest(&ws, "panic")?;
+    let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &panic, &settings, timeout)?;
     ensure!(took < timeout, "panic reported after {took:?}");
     let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
     ensure!(
@@ -247,21 +281,16 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
 /// Runs `xtask run` as a child, sends it SIGINT once its QEMU is up, and
 /// checks that both are gone.
 fn check_interrupt(opts: &RunOpts) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(["run", "--variant", "vanilla", "--accel", accel_arg(opts)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting xtask run")?;
-    let xtask = child.id() as i32;
+    let run = xtask(&["run", "--variant", "vanilla"], opts)?;
+    let child = run.spawn_silent().context("starting xtask run")?;
+    let xtask = child.pid() as i32;
     let deadline = Instant::now() + Duration::from_secs(120);
     let qemu = loop {
         if let Some(pid) = children_named(xtask, "qemu-system").into_iter().next() {
             break pid;
         }
         if Instant::now() > deadline || child.try_wait()?.is_some() {
-            let _ = child.kill();
+            child.kill();
             bail!("xtask run never started QEMU");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -270,7 +299,7 @@ fn check_interrupt(opts: &RunOpts) -> Result<()> {
         nix::unistd::Pid::from_raw(xtask),
         nix::sys::signal::Signal::SIGINT,
     )?;
-    let status = child.wait()?;
+    let status = child.wait(&run)?;
     ensure!(
         status.code() == Some(130),
         "xtask ended with {status} after SIGINT, not 130"
@@ -278,14 +307,6 @@ fn check_interrupt(opts: &RunOpts) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     ensure!(!alive(qemu), "QEMU (pid {qemu}) survived the interrupt");
     Ok(())
-}
-
-fn accel_arg(opts: &RunOpts) -> &'static str {
-    match opts.accel {
-        crate::Accel::Auto => "auto",
-        crate::Accel::Kvm => "kvm",
-        crate::Accel::Tcg => "tcg",
-    }
 }
 
 /// Processes whose parent is `parent` and whose command name starts with `name`.
@@ -320,29 +341,17 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// An initramfs whose /init is a busybox script printing the start of a KTAP run.
-fn fake_guest(ws: &Workspace, name: &str, body: &str) -> Result<PathBuf> {
-    let dir = paths::target().join("e2e");
-    std::fs::create_dir_all(&dir)?;
-    let init = dir.join(format!("{name}-init.sh"));
-    std::fs::write(
-        &init,
-        format!("#!/bin/busybox sh\necho 'KTAP version 1'\necho '1..1'\n{body}"),
-    )?;
-    let mut entries = initramfs::base_entries();
-    entries.push(Entry::File {
-        dest: "/bin/busybox".into(),
-        source: crate::deps::BUSYBOX.into(),
-        mode: 0o755,
-    });
-    entries.push(Entry::Symlink("/bin/sleep".into(), "busybox".into()));
-    entries.push(Entry::File {
-        dest: "/init".into(),
-        source: init,
-        mode: 0o755,
-    });
-    let out = dir.join(format!("{name}.cpio"));
-    initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
+/// initramfs/e2e/fake.list with initramfs/e2e/<name>-init as /init: a
+/// busybox script printing the start of a KTAP run, then hanging or exiting.
+fn fake_guest(ws: &Workspace, name: &str) -> Result<PathBuf> {
+    let init = paths::initramfs_lists().join(format!("e2e/{name}-init"));
+    let out = paths::target().join("e2e").join(format!("{name}.cpio"));
+    let contents = Contents {
+        lists: &["e2e/fake.list"],
+        vars: &[("BUSYBOX", Path::new(deps::BUSYBOX)), ("FAKE_INIT", &init)],
+        extra: String::new(),
+    };
+    initramfs::pack(&ws.layout.src(Variant::Vanilla), &contents, &out)?;
     Ok(out)
 }
 
@@ -350,9 +359,9 @@ fn boot_fake(
     qemu: &Qemu,
     kernel: &Path,
     initrd: &Path,
-    opts: &RunOpts,
+    settings: &Settings,
     timeout: Duration,
-) -> Result<(qemu::Boot, Ktap, Duration)> {
+) -> Result<(Boot, Ktap, Duration)> {
     let guest = Guest {
         qemu,
         kernel,
@@ -362,10 +371,10 @@ fn boot_fake(
     let log = initrd.with_extension("console.log");
     let started = Instant::now();
     let mut ktap = Ktap::default();
-    let (boot, _) = qemu::run_with_fallback(&guest, opts.accel, timeout, &log, &mut |l| {
+    let booted = pipeline::boot(&guest, settings.accel, timeout, &log, &mut |l| {
         ktap.push_line(l)
     })?;
-    Ok((boot, ktap, started.elapsed()))
+    Ok((booted.boot, ktap, started.elapsed()))
 }
 
 /// No process still runs with this initramfs on its command line.

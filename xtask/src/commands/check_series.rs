@@ -4,19 +4,21 @@
 //! files gain no W=1 warnings; and the kernel's x86 selftests give the same
 //! results on both kernels, with the series' own test passing only patched.
 
-use crate::kbuild::{self, BuildInputs};
-use crate::pipeline::Workspace;
-use crate::qemu::{self, Guest, Qemu};
-use crate::report::Table;
-use crate::series::{self, Series};
-use crate::source;
-use crate::{cmd, deps, initramfs, paths, ui, RunOpts, Variant};
+use crate::flags::RunOpts;
+use crate::host::process::{self, Cmd};
+use crate::host::{deps, paths, ui};
+use crate::kernel::build::{self, BuildInputs};
+use crate::kernel::git;
+use crate::kernel::series::{self, Series};
+use crate::kernel::Variant;
+use crate::pipeline::{self, Settings, Workspace};
+use crate::results::table::Table;
+use crate::vm::initramfs::{self, Contents};
+use crate::vm::qemu::{Guest, Qemu};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 /// Options switched off, one build each, on top of the test VM's fragment.
 const CONFIG_MATRIX: [&str; 2] = ["CONFIG_IA32_EMULATION", "CONFIG_CHECKPOINT_RESTORE"];
@@ -45,7 +47,8 @@ pub struct Check {
 
 pub fn run(opts: &RunOpts) -> Result<i32> {
     deps::ensure(&deps::needed_for_selftests())?;
-    let ws = Workspace::open(opts)?;
+    let settings = opts.settings();
+    let ws = Workspace::open(&settings)?;
     let mut checks = Vec::new();
     let mut record = |name: String, result: Result<String>| {
         let (ok, detail) = match result {
@@ -87,7 +90,7 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     }
     record(
         "x86 selftests: same results on both kernels, compat_mode only patched".into(),
-        selftests(&ws, opts),
+        selftests(&ws, &settings),
     );
     finish(checks)
 }
@@ -129,11 +132,11 @@ fn checkpatch(ws: &Workspace, patch: &Path) -> Result<String> {
         "/usr/bin:/bin:{}",
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("perl")
+    let out = Cmd::new("perl")
         .arg(tree.join("scripts/checkpatch.pl"))
         .args(["--strict", "--no-color", "--show-types"])
         .arg(patch)
-        .current_dir(&tree)
+        .dir(&tree)
         .env("PATH", path)
         .output()
         .context("running checkpatch.pl")?;
@@ -197,7 +200,8 @@ fn checkpatch_summary(output: &str) -> Option<CheckpatchSummary> {
 fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
     let dir = ws.layout.extra("bisect");
     let log = ws.layout.logs().join("bisect.log");
-    let tree = source::ensure_worktree(&ws.layout, &dir.join("src"), &ws.source.commit, &log)?;
+    let vanilla = ws.layout.src(Variant::Vanilla);
+    let tree = git::ensure_worktree(&vanilla, &dir.join("src"), &ws.source.commit, &log)?;
     let build = dir.join("build");
     let touched = touched_c_files(&ws.series);
     let mut results = Vec::new();
@@ -209,15 +213,18 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
             patches: ws.series.patches[..k].to_vec(),
         };
         let built = series::apply(&tree, &ws.source.commit, &prefix, &log).and_then(|()| {
-            kbuild::build(&BuildInputs {
-                what: format!("Building vanilla + {k} of {n} patches"),
-                src: &tree,
-                build: &build,
-                tree_id: &ws.source.tree_id,
-                series_hash: &prefix.hash(),
-                fragment: &paths::config_fragment(),
-                jobs: ws.jobs,
-            })
+            let what = format!("Building vanilla + {k} of {n} patches");
+            pipeline::build_kernel(
+                &what,
+                &BuildInputs {
+                    src: &tree,
+                    build: &build,
+                    tree_id: &ws.source.tree_id,
+                    series_hash: &prefix.hash(),
+                    fragment: &paths::config_fragment(),
+                    jobs: ws.jobs,
+                },
+            )
         });
         if k == 0 {
             warnings_before = w1_warnings(&tree, &build, &touched, ws.jobs)?;
@@ -275,9 +282,8 @@ fn w1_warnings(
         if !build.join(&object).exists() {
             continue;
         }
-        let mut make = kbuild::make(tree, build, jobs, &object);
-        make.arg("W=1");
-        let output = make
+        let output = build::make(tree, build, jobs, &object)
+            .arg("W=1")
             .output()
             .with_context(|| format!("W=1 build of {object}"))?;
         let text = String::from_utf8_lossy(&output.stderr);
@@ -340,26 +346,29 @@ fn matrix_build(ws: &Workspace, option: &str) -> Result<String> {
     let base = std::fs::read_to_string(paths::config_fragment())?;
     let fragment = dir.join("fragment.config");
     std::fs::write(&fragment, matrix_fragment(&base, option))?;
-    let kernel = kbuild::build(&BuildInputs {
-        what: format!("Building patched kernel with {option}=n"),
-        src: &ws.layout.src(Variant::Patched),
-        build: &dir.join("build"),
-        tree_id: &ws.source.tree_id,
-        series_hash: &ws.series.hash(),
-        fragment: &fragment,
-        jobs: ws.jobs,
-    })?;
+    let what = format!("Building patched kernel with {option}=n");
+    let kernel = pipeline::build_kernel(
+        &what,
+        &BuildInputs {
+            src: &ws.layout.src(Variant::Patched),
+            build: &dir.join("build"),
+            tree_id: &ws.source.tree_id,
+            series_hash: &ws.series.hash(),
+            fragment: &fragment,
+            jobs: ws.jobs,
+        },
+    )?;
     Ok(format!("built {}", kernel.bzimage.display()))
 }
 
 /// Builds the selftests from the patched tree, runs them in both kernels
 /// and compares exit codes.
-fn selftests(ws: &Workspace, opts: &RunOpts) -> Result<String> {
+fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
     let binaries = build_selftests(ws)?;
     let initrd = selftest_initramfs(ws, &binaries)?;
     let qemu = Qemu::find()?;
     let mut codes = BTreeMap::new();
-    for variant in [Variant::Vanilla, Variant::Patched] {
+    for variant in Variant::BOTH {
         let kernel = ws.kernel(variant)?;
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
         let guest = Guest {
@@ -372,15 +381,15 @@ fn selftests(ws: &Workspace, opts: &RunOpts) -> Result<String> {
             "Running x86 selftests on the {} kernel",
             variant.name()
         ));
-        let (boot, _) = qemu::run_with_fallback(
+        let booted = pipeline::boot(
             &guest,
-            opts.accel,
-            Duration::from_secs(opts.timeout),
+            settings.accel,
+            settings.timeout(),
             &log,
             &mut |_| {},
         )?;
         step.finish("done");
-        let exits = parse_exits(&boot.console);
+        let exits = parse_exits(&booted.boot.console);
         anyhow::ensure!(
             exits.len() == binaries.len(),
             "{} kernel reported {} of {} selftests; console: {}",
@@ -437,67 +446,52 @@ fn build_selftests(ws: &Workspace) -> Result<Vec<PathBuf>> {
     let tree = ws.layout.src(Variant::Patched);
     let build = ws.layout.build(Variant::Patched);
     let log = ws.layout.logs().join("selftests.log");
-    cmd::create_log(&log)?;
-    cmd::logged(&mut kbuild::make(&tree, &build, ws.jobs, "headers"), &log)
+    process::create_log(&log)?;
+    build::make(&tree, &build, ws.jobs, "headers")
+        .logged(&log)
         .context("make headers")?;
     let out = ws.layout.extra("selftests");
     std::fs::create_dir_all(&out)?;
     let names: Vec<&str> = std::iter::once(OWN_SELFTEST)
         .chain(UPSTREAM_SELFTESTS)
         .collect();
-    cmd::logged(
-        Command::new("make")
-            .arg("-C")
-            .arg(tree.join("tools/testing/selftests/x86"))
-            .arg(format!("OUTPUT={}", out.display()))
-            .arg("CC=gcc -static")
-            .arg(format!(
-                "KHDR_INCLUDES=-isystem {}/usr/include",
-                build.display()
-            ))
-            .args(&names),
-        &log,
-    )
-    .context("building the x86 selftests")?;
+    Cmd::new("make")
+        .arg("-C")
+        .arg(tree.join("tools/testing/selftests/x86"))
+        .arg(format!("OUTPUT={}", out.display()))
+        .arg("CC=gcc -static")
+        .arg(format!(
+            "KHDR_INCLUDES=-isystem {}/usr/include",
+            build.display()
+        ))
+        .args(&names)
+        .logged(&log)
+        .context("building the x86 selftests")?;
     step.finish("done");
     Ok(names.iter().map(|n| out.join(n)).collect())
 }
 
+/// initramfs/selftests.list plus one `file /selftests/NAME` line per binary;
+/// initramfs/selftests-init runs them all.
 fn selftest_initramfs(ws: &Workspace, binaries: &[PathBuf]) -> Result<PathBuf> {
-    let dir = paths::target().join("initramfs");
-    std::fs::create_dir_all(&dir)?;
-    let mut script = String::from(
-        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t tmpfs tmp /tmp\ncd /tmp\n",
-    );
-    let mut entries = initramfs::base_entries();
-    entries.push(initramfs::Entry::File {
-        dest: "/bin/busybox".into(),
-        source: deps::BUSYBOX.into(),
-        mode: 0o755,
-    });
-    entries.push(initramfs::Entry::Dir("/selftests"));
-    for bin in binaries {
-        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
-        script.push_str(&format!(
-            "echo '# start {name}'\n/selftests/{name}\necho \"selftest-exit {name} $?\"\n"
-        ));
-        entries.push(initramfs::Entry::File {
-            dest: format!("/selftests/{name}"),
-            source: bin.clone(),
-            mode: 0o755,
-        });
-    }
-    script.push_str("reboot -f\n");
-    let init = dir.join("selftests-init.sh");
-    std::fs::write(&init, script)?;
-    entries.push(initramfs::Entry::File {
-        dest: "/init".into(),
-        source: init,
-        mode: 0o755,
-    });
-    let out = dir.join("selftests.cpio");
-    initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
+    let out = paths::target().join("initramfs").join("selftests.cpio");
+    let contents = Contents {
+        lists: &["selftests.list"],
+        vars: &[("BUSYBOX", Path::new(deps::BUSYBOX))],
+        extra: selftest_lines(binaries),
+    };
+    initramfs::pack(&ws.layout.src(Variant::Vanilla), &contents, &out)?;
     Ok(out)
+}
+
+fn selftest_lines(binaries: &[PathBuf]) -> String {
+    binaries
+        .iter()
+        .map(|bin| {
+            let name = bin.file_name().unwrap_or_default().to_string_lossy();
+            format!("file /selftests/{name} {} 0755 0 0\n", bin.display())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -608,7 +602,11 @@ mod tests {
         let exits = parse_exits(&console);
         assert_eq!(exits.get("sigreturn_64"), Some(&0));
         assert_eq!(exits.get("x"), Some(&139));
-        let patch = crate::series::Patch {
+        assert_eq!(
+            selftest_lines(&[PathBuf::from("/b/sigreturn_64")]),
+            "file /selftests/sigreturn_64 /b/sigreturn_64 0755 0 0\n"
+        );
+        let patch = crate::kernel::series::Patch {
             name: "p".into(),
             path: "p".into(),
             contents: b"+++ b/arch/x86/a.c\n+++ b/include/x.h\n+++ b/tools/testing/t.c\n".to_vec(),
