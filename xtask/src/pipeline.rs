@@ -151,13 +151,32 @@ impl Workspace {
         }
     }
 
-    /// The validator initramfs (the same bytes for both variants).
-    pub fn validator_initramfs(&self, validator: &Path) -> Result<PathBuf> {
-        let out = paths::target().join("initramfs").join("validator.cpio");
+    /// The validator initramfs (the same bytes for both variants). The
+    /// filter travels in it as a file, verbatim: the kernel command line
+    /// would split it at spaces and read quotes its own way, so the guest
+    /// would not select what `validator --list --filter` on the host did.
+    pub fn validator_initramfs(&self, validator: &Path, filter: Option<&str>) -> Result<PathBuf> {
+        let dir = paths::target().join("initramfs");
+        let out = dir.join("validator.cpio");
+        let filter_file = dir.join("validator-filter");
+        let extra = match filter {
+            Some(filter) => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::write(&filter_file, filter)
+                    .with_context(|| format!("cannot write {}", filter_file.display()))?;
+                format!(
+                    "file {} {} 0644 0 0\n",
+                    contract::initramfs::FILTER_FILE,
+                    filter_file.display()
+                )
+            }
+            None => String::new(),
+        };
         let contents = Contents {
             lists: &["validator.list"],
             vars: &[("VALIDATOR", validator)],
-            extra: String::new(),
+            extra,
         };
         initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
         Ok(out)
@@ -234,14 +253,6 @@ fn note_smap_workaround(qemu: &Qemu) {
     }
 }
 
-/// Kernel command line for the validator as PID 1.
-fn validator_append(filter: Option<&str>) -> String {
-    match filter {
-        Some(filter) => format!("validator.filter={filter}"),
-        None => String::new(),
-    }
-}
-
 /// Boots `kernel` with the validator initramfs and collects the report.
 pub fn boot_validator(
     ws: &Workspace,
@@ -258,7 +269,7 @@ pub fn boot_validator(
         qemu,
         kernel: &kernel.vmlinux,
         initrd,
-        append: validator_append(settings.filter.as_deref()),
+        append: String::new(),
     };
     let step = Step::start(format!("Booting {} kernel", variant.name()));
     let (Booted { boot, accel, .. }, ktap) =
@@ -327,12 +338,14 @@ pub struct Comparison {
 
 /// Builds both kernels and boots both (side by side).
 pub fn collect(settings: &Settings) -> Result<Comparison> {
+    // The declarations first: a filter that selects nothing is an error
+    // before ten minutes of kernel builds, not after.
+    let validator = validator()?;
+    let declared = report::declared(&validator, settings.filter.as_deref())?;
     let ws = Workspace::open(settings)?;
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;
-    let validator = validator()?;
-    let declared = report::declared(&validator, settings.filter.as_deref())?;
-    let initrd = ws.validator_initramfs(&validator)?;
+    let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
 
     // The two guests are independent: boot them side by side.

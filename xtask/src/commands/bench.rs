@@ -125,7 +125,7 @@ fn measure_warm(settings: &Settings, figures: &mut Vec<Figure>) -> Result<Warm> 
     push_boot_figures(figures, &warm);
     let validator = pipeline::validator()?;
     Ok(Warm {
-        initrd: warm.ws.validator_initramfs(&validator)?,
+        initrd: warm.ws.validator_initramfs(&validator, None)?,
         validator,
         kernels: [
             warm.vanilla.kernel.vmlinux.clone(),

@@ -4,30 +4,37 @@
 //! validator's lines, so anything that is not KTAP is ignored here (the
 //! kernel-problem scan in `vm::console` looks at those lines).
 
-use contract::Outcome;
+use contract::{Observation, Outcome};
 use serde::Serialize;
 
+/// One observed result. A failure carries the reason token the validator
+/// named (`EINVAL`, `SIGSEGV`, `timeout`, ...; `unnamed` when the line had
+/// none), a skip its prose reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "status", content = "reason")]
 pub enum Status {
     Pass,
-    Fail,
+    Fail(String),
     Skip(String),
 }
 
 impl Status {
-    /// The outcome in the validator contract's terms.
-    pub fn outcome(&self) -> Outcome {
+    /// The same result as the contract's type, to compare with a declaration.
+    pub fn observation(&self) -> Observation<&str> {
         match self {
-            Status::Pass => Outcome::Pass,
-            Status::Fail => Outcome::Fail,
-            Status::Skip(_) => Outcome::Skip,
+            Status::Pass => Observation::pass(),
+            Status::Fail(reason) => Observation::fail(reason),
+            Status::Skip(reason) => Observation::skip(reason),
         }
     }
 
-    /// The contract's word for it (`pass`, `fail`, `skip`).
-    pub fn word(&self) -> &'static str {
-        self.outcome().word()
+    fn from_observation(observed: Observation<String>) -> Status {
+        let reason = observed.reason().cloned().unwrap_or_default();
+        match observed.outcome() {
+            Outcome::Pass => Status::Pass,
+            Outcome::Fail => Status::Fail(reason),
+            Outcome::Skip => Status::Skip(reason),
+        }
     }
 }
 
@@ -122,32 +129,14 @@ fn is_test_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// `ok 3 name`, `not ok 4 name`, `ok 5 name # SKIP reason`.
+/// `ok 3 name`, `not ok 4 name # reason=EINVAL`, `ok 5 name # SKIP why`,
+/// read as the contract crate defines them.
 fn parse_result(line: &str) -> Option<TestResult> {
-    let (passed, rest) = if let Some(rest) = line.strip_prefix("not ok ") {
-        (false, rest)
-    } else {
-        (true, line.strip_prefix("ok ")?)
-    };
-    let (number, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-    let number = number.parse().ok()?;
-    let (name, directive) = match rest.split_once(" # ") {
-        Some((name, directive)) => (name, Some(directive.trim())),
-        None => (rest, None),
-    };
-    let skip = directive.and_then(|d| {
-        let upper = d.to_ascii_uppercase();
-        upper.starts_with("SKIP").then(|| d[4..].trim().to_string())
-    });
-    let status = match (skip, passed) {
-        (Some(reason), _) => Status::Skip(reason),
-        (None, true) => Status::Pass,
-        (None, false) => Status::Fail,
-    };
+    let line = contract::ktap::parse_result_line(line)?;
     Some(TestResult {
-        number,
-        id: name.trim().to_string(),
-        status,
+        number: line.number,
+        id: line.id,
+        status: Status::from_observation(line.observed),
         diagnostics: Vec::new(),
     })
 }
@@ -165,7 +154,7 @@ KTAP version 1
 ok 1 gate_round_trip
 # start set_compat
 # set_compat: arch_prctl(ARCH_SET_COMPAT) = -22 (EINVAL)
-not ok 2 set_compat
+not ok 2 set_compat # reason=EINVAL
 # start sysenter_amd
 ok 3 sysenter_amd # SKIP not an AMD CPU
 # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0
@@ -182,7 +171,7 @@ ok 3 sysenter_amd # SKIP not an AMD CPU
             k.results[0].diagnostics,
             vec!["eax after 0x48 = 0xffffffff"]
         );
-        assert_eq!(k.results[1].status, Status::Fail);
+        assert_eq!(k.results[1].status, Status::Fail("EINVAL".into()));
         assert_eq!(k.get("set_compat").unwrap().number, 2);
         assert_eq!(k.results[2].status, Status::Skip("not an AMD CPU".into()));
         assert_eq!(k.last_started, None);
@@ -221,6 +210,8 @@ ok 3 sysenter_amd # SKIP not an AMD CPU
         let r = parse_result("ok 7 name # skip lower case").unwrap();
         assert_eq!(r.status, Status::Skip("lower case".into()));
         let r = parse_result("not ok 8 name # TODO later").unwrap();
-        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.status, Status::Fail("unnamed".into()), "no reason= data");
+        let r = parse_result("not ok 9 name # reason=SIGSEGV").unwrap();
+        assert_eq!(r.status, Status::Fail("SIGSEGV".into()));
     }
 }

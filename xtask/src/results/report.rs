@@ -49,7 +49,7 @@ impl Declared {
         let expect = |kernel: contract::Kernel| -> Result<Expect> {
             let word = text(list_json::expectation(kernel))?;
             let reason = item
-                .get(list_json::skip_reason(kernel))
+                .get(list_json::reason(kernel))
                 .and_then(Value::as_str)
                 .map(String::from);
             Expectation::parse(&word, reason)
@@ -69,15 +69,21 @@ impl Declared {
     }
 }
 
-/// The declaration as the reports keep it: the words, without skip reasons.
+/// The declaration as the reports keep it: the fields of `--list --json`
+/// (each expectation's word and, for fail and skip, its reason).
 impl Serialize for Declared {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = s.serialize_struct("Declared", 5)?;
-        map.serialize_field("id", &self.id)?;
-        map.serialize_field("description", &self.description)?;
-        map.serialize_field("vanilla", self.vanilla.word())?;
-        map.serialize_field("patched", self.patched.word())?;
-        map.serialize_field("proves", &self.proves)?;
+        let mut map = s.serialize_struct("Declared", 7)?;
+        map.serialize_field(list_json::ID, &self.id)?;
+        map.serialize_field(list_json::DESCRIPTION, &self.description)?;
+        for (kernel, expected) in [
+            (contract::Kernel::Vanilla, &self.vanilla),
+            (contract::Kernel::Patched, &self.patched),
+        ] {
+            map.serialize_field(list_json::expectation(kernel), expected.word())?;
+            map.serialize_field(list_json::reason(kernel), &expected.reason())?;
+        }
+        map.serialize_field(list_json::PROVES, &self.proves)?;
         map.end()
     }
 }
@@ -242,16 +248,18 @@ mod tests {
     #[test]
     fn verdicts_compare_outcomes() {
         let skip = Expect::skip("no reason needed to match".into());
-        assert!(Expect::PASS.is_met_by(Status::Pass.outcome()));
-        assert!(Expect::FAIL.is_met_by(Status::Fail.outcome()));
-        assert!(skip.is_met_by(Status::Skip("x".into()).outcome()));
-        assert!(!Expect::FAIL.is_met_by(Status::Pass.outcome()));
+        let einval = Expect::fail("EINVAL".into());
+        assert!(Expect::PASS.is_met_by(&Status::Pass.observation()));
+        assert!(einval.is_met_by(&Status::Fail("EINVAL".into()).observation()));
+        assert!(!einval.is_met_by(&Status::Fail("SIGSEGV".into()).observation()));
+        assert!(skip.is_met_by(&Status::Skip("x".into()).observation()));
+        assert!(!einval.is_met_by(&Status::Pass.observation()));
     }
 
     #[test]
     fn declared_json_parses() {
         let json = r#"[{"id":"a","description":"d","vanilla":"pass","patched":"pass","proves":"p"},
-                       {"id":"b","description":"d","vanilla":"skip","vanilla_skip_reason":"no ia32",
+                       {"id":"b","description":"d","vanilla":"skip","vanilla_reason":"no ia32",
                         "patched":"pass"}]"#;
         let list = parse_declared(json).unwrap();
         assert_eq!(list[1].expected(Variant::Vanilla).word(), "skip");
@@ -266,8 +274,9 @@ mod tests {
         let back = serde_json::to_value(&list[1]).unwrap();
         assert_eq!(
             back,
-            serde_json::json!({"id":"b","description":"d","vanilla":"skip","patched":"pass","proves":""}),
-            "reports keep the fields and words of before"
+            serde_json::json!({"id":"b","description":"d","vanilla":"skip","vanilla_reason":"no ia32",
+                "patched":"pass","patched_reason":null,"proves":""}),
+            "reports keep the fields of --list --json"
         );
     }
 

@@ -65,27 +65,35 @@ impl Verdicts {
         self.rows.iter().filter(|r| !r.as_expected()).count()
     }
 
-    /// The table: scenario, (what it checks), one column per kernel,
-    /// the expectation(s) and the verdict.
-    pub fn table(&self, with_description: bool) -> Table {
+    /// The table: scenario, one column per kernel with what it observed
+    /// (a failure with its reason: `FAIL (EINVAL)`) and the verdict. The
+    /// full form adds what each scenario checks and the declarations; the
+    /// compact one (terminal, cover letter: 80 columns) leaves them to the
+    /// Markdown, since "as expected" already means observed = declared.
+    pub fn table(&self, full: bool) -> Table {
         let mut header = vec!["scenario".to_string()];
-        if with_description {
+        if full {
             header.push("what it checks".into());
         }
         header.extend(self.variants.iter().map(|v| v.name()));
-        header.push(self.expected_header());
+        if full {
+            header.push(self.expected_header());
+        }
         header.push("verdict".into());
         let rows = self
             .rows
             .iter()
             .map(|row| {
                 let mut cells = vec![row.id.clone()];
-                if with_description {
+                if full {
                     cells.push(row.description.clone());
                 }
                 cells.extend(row.kernels.iter().map(|k| cell(k.status.as_ref())));
-                let expected: Vec<&str> = row.kernels.iter().map(|k| k.expected.word()).collect();
-                cells.push(expected.join("/"));
+                if full {
+                    let expected: Vec<String> =
+                        row.kernels.iter().map(|k| k.expected.to_string()).collect();
+                    cells.push(expected.join(" / "));
+                }
                 cells.push(verdict(row.as_expected()).into());
                 cells
             })
@@ -107,15 +115,16 @@ impl Verdicts {
     }
 }
 
-/// The verdict of one scenario on one kernel: no result meets nothing.
+/// The verdict of one scenario on one kernel: no result meets nothing, and
+/// a declared failure is met only by a failure with the same reason.
 pub fn met(expected: &Expect, observed: Option<&Status>) -> bool {
-    observed.is_some_and(|s| expected.is_met_by(s.outcome()))
+    observed.is_some_and(|s| expected.is_met_by(&s.observation()))
 }
 
 fn cell(observed: Option<&Status>) -> String {
     match observed {
         Some(Status::Pass) => "pass".into(),
-        Some(Status::Fail) => "FAIL".into(),
+        Some(Status::Fail(reason)) => format!("FAIL ({reason})"),
         Some(Status::Skip(_)) => "skip".into(),
         None => "(none)".into(),
     }
@@ -158,8 +167,8 @@ pub fn print_diagnostics(report: &RunReport, declared: &[Declared]) {
             "\n{} on {}: {} (expected {})",
             d.id,
             variant.name(),
-            result.status.word(),
-            d.expected(variant).word()
+            result.status.observation(),
+            d.expected(variant)
         );
         for line in &result.diagnostics {
             println!("  # {line}");
@@ -271,8 +280,8 @@ mod tests {
         let v = verdicts(vec![
             (
                 "a",
-                [Some(Status::Fail), Some(Status::Pass)],
-                [Expect::FAIL, Expect::PASS],
+                [Some(fail("EINVAL")), Some(Status::Pass)],
+                [Expect::fail("EINVAL".into()), Expect::PASS],
             ),
             (
                 "b",
@@ -284,16 +293,31 @@ mod tests {
         assert_eq!(
             v.table(true).markdown(),
             "| scenario | what it checks | vanilla | patched | expected v/p | verdict |\n|---|---|---|---|---|---|\n\
-             | a | checks a | FAIL | pass | fail/pass | as expected |\n\
-             | b | checks b | pass | (none) | pass/pass | UNEXPECTED |\n"
+             | a | checks a | FAIL (EINVAL) | pass | fail (EINVAL) / pass | as expected |\n\
+             | b | checks b | pass | (none) | pass / pass | UNEXPECTED |\n"
         );
         assert_eq!(
             v.table(false).terminal(),
-            "scenario  vanilla  patched  expected v/p  verdict\n\
-             --------  -------  -------  ------------  -----------\n\
-             a         FAIL     pass     fail/pass     as expected\n\
-             b         pass     (none)   pass/pass     UNEXPECTED\n"
+            "scenario  vanilla        patched  verdict\n\
+             --------  -------------  -------  -----------\n\
+             a         FAIL (EINVAL)  pass     as expected\n\
+             b         pass           (none)   UNEXPECTED\n"
         );
+    }
+
+    fn fail(reason: &str) -> Status {
+        Status::Fail(reason.into())
+    }
+
+    #[test]
+    fn a_failure_for_another_reason_or_a_crash_is_unexpected() {
+        let declared = Expect::fail("EINVAL".into());
+        assert!(met(&declared, Some(&fail("EINVAL"))));
+        for other in ["ENOMEM", "SIGSEGV", "timeout", "unnamed"] {
+            assert!(!met(&declared, Some(&fail(other))), "{other}");
+        }
+        assert!(!met(&declared, Some(&Status::Pass)));
+        assert!(!met(&declared, None), "no result meets nothing");
     }
 
     #[test]
@@ -315,8 +339,14 @@ mod tests {
             }],
         };
         assert_eq!(v.unexpected(), 0);
-        let t = v.table(false);
-        assert_eq!(t.header, ["scenario", "vanilla", "expected", "verdict"]);
-        assert_eq!(t.rows[0], ["s", "skip", "skip", "as expected"]);
+        let t = v.table(true);
+        assert_eq!(
+            t.header,
+            ["scenario", "what it checks", "vanilla", "expected", "verdict"]
+        );
+        assert_eq!(
+            t.rows[0],
+            ["s", "checks s", "skip", "skip (no 32-bit)", "as expected"]
+        );
     }
 }
