@@ -81,6 +81,49 @@ fn link_bias(image: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// An ELFCLASS32 image linked at 0x1000 (file offset 0) with a .dynsym
+    /// holding __kernel_vsyscall at 0x1420 and an undefined symbol.
+    fn image() -> Vec<u8> {
+        let mut b = vec![0u8; 0x300];
+        let put = |b: &mut Vec<u8>, o: usize, v: &[u8]| b[o..o + v.len()].copy_from_slice(v);
+        put(&mut b, 0, b"\x7fELF\x01\x01\x01");
+        put(&mut b, 28, &52u32.to_le_bytes());
+        put(&mut b, 32, &0x200u32.to_le_bytes());
+        put(&mut b, 42, &32u16.to_le_bytes());
+        put(&mut b, 44, &1u16.to_le_bytes());
+        put(&mut b, 46, &40u16.to_le_bytes());
+        put(&mut b, 48, &3u16.to_le_bytes());
+        put(&mut b, 52, &1u32.to_le_bytes()); // PT_LOAD, offset 0, vaddr 0x1000
+        put(&mut b, 60, &0x1000u32.to_le_bytes());
+        put(&mut b, 0x100, b"\0__kernel_vsyscall\0__vdso_time\0");
+        for (i, (name, value, shndx)) in [(1u32, 0x1420u32, 5u16), (19, 0x1500, 0)].iter().enumerate() {
+            let sym = 0x150 + 16 * i;
+            put(&mut b, sym, &name.to_le_bytes());
+            put(&mut b, sym + 4, &value.to_le_bytes());
+            put(&mut b, sym + 14, &shndx.to_le_bytes());
+        }
+        // Section 1: .dynsym (3 entries from 0x140), linked to section 2: .dynstr.
+        for (o, v) in [(4, 11u32), (16, 0x140), (20, 48), (24, 2), (36, 16)] {
+            put(&mut b, 0x228 + o, &v.to_le_bytes());
+        }
+        for (o, v) in [(4, 3u32), (16, 0x100), (20, 32)] {
+            put(&mut b, 0x250 + o, &v.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn finds_kernel_vsyscall_relative_to_the_image() {
+        assert_eq!(kernel_vsyscall(&image()), Ok(0x420));
+    }
+
+    #[test]
+    fn refuses_an_image_without_kernel_vsyscall() {
+        let mut b = image();
+        b[0x101] = b'X'; // rename the symbol
+        assert_eq!(kernel_vsyscall(&b), Err("no __kernel_vsyscall in .dynsym".into()));
+    }
+
     #[test]
     fn refuses_a_64_bit_image() {
         let maps = crate::maps::read();
