@@ -152,9 +152,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<Program, ElfError> {
     }
     let segments = load_segments(&phdrs, file_len)?;
     let entry = u32_at(bytes, 24);
-    let in_exec = |s: &Segment| {
-        s.flags & PF_X != 0 && entry >= s.vaddr && (entry as u64) < s.end()
-    };
+    let in_exec = |s: &Segment| s.flags & PF_X != 0 && entry >= s.vaddr && (entry as u64) < s.end();
     if !segments.iter().any(in_exec) {
         return Err(ElfError::EntryOutside(entry));
     }
@@ -171,7 +169,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<Program, ElfError> {
         exec_stack: phdrs
             .iter()
             .find(|p| p.kind == PT_GNU_STACK)
-            .map_or(true, |p| p.flags & PF_X != 0),
+            .is_none_or(|p| p.flags & PF_X != 0),
         segments,
     })
 }
@@ -319,7 +317,14 @@ pub mod craft {
 
     /// An ELF32 file: header, program headers at 52, then `body` at 0x1000
     /// (the file is zero-padded up to it).
-    pub fn elf(class: u8, machine: u16, e_type: u16, entry: u32, phs: &[Ph], body: &[u8]) -> Vec<u8> {
+    pub fn elf(
+        class: u8,
+        machine: u16,
+        e_type: u16,
+        entry: u32,
+        phs: &[Ph],
+        body: &[u8],
+    ) -> Vec<u8> {
         let mut b = vec![0u8; 0x1000];
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = class;
@@ -335,9 +340,11 @@ pub mod craft {
         b[44..46].copy_from_slice(&(phs.len() as u16).to_le_bytes());
         for (i, p) in phs.iter().enumerate() {
             let o = 52 + 32 * i;
-            for (k, v) in [p.kind, p.offset, p.vaddr, p.vaddr, p.filesz, p.memsz, p.flags, 0x1000]
-                .iter()
-                .enumerate()
+            for (k, v) in [
+                p.kind, p.offset, p.vaddr, p.vaddr, p.filesz, p.memsz, p.flags, 0x1000,
+            ]
+            .iter()
+            .enumerate()
             {
                 b[o + 4 * k..o + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
             }
@@ -359,7 +366,14 @@ mod tests {
     }
 
     fn minimal(e_type: u16) -> Vec<u8> {
-        elf(1, 3, e_type, 0x0804_9000, &[load(0, 0x0804_8000, 0x1010, 0x1010, RX)], &[0xcc; 16])
+        elf(
+            1,
+            3,
+            e_type,
+            0x0804_9000,
+            &[load(0, 0x0804_8000, 0x1010, 0x1010, RX)],
+            &[0xcc; 16],
+        )
     }
 
     #[test]
@@ -369,12 +383,22 @@ mod tests {
         assert_eq!(p.entry, 0x0804_9000);
         assert_eq!(p.phdr_vaddr, 0x0804_8034);
         assert_eq!(p.phnum, 1);
-        assert!(p.exec_stack, "no PT_GNU_STACK: executable stack, as for i386");
+        assert!(
+            p.exec_stack,
+            "no PT_GNU_STACK: executable stack, as for i386"
+        );
     }
 
     #[test]
     fn accepts_a_static_pie() {
-        let b = elf(1, 3, ET_DYN, 0x1000, &[load(0, 0, 0x1010, 0x1010, RX)], &[0xcc; 16]);
+        let b = elf(
+            1,
+            3,
+            ET_DYN,
+            0x1000,
+            &[load(0, 0, 0x1010, 0x1010, RX)],
+            &[0xcc; 16],
+        );
         assert_eq!(parse_all(&b).unwrap().kind, Kind::StaticPie);
     }
 
@@ -382,7 +406,10 @@ mod tests {
     fn rejects_files_that_are_not_elf() {
         assert_eq!(parse_all(b"#!/bin/sh\necho hi\n"), Err(ElfError::NotElf));
         assert_eq!(parse_all(b""), Err(ElfError::NotElf));
-        assert_eq!(parse_all(b"\x7fELF\x01"), Err(ElfError::Truncated("the ELF header")));
+        assert_eq!(
+            parse_all(b"\x7fELF\x01"),
+            Err(ElfError::Truncated("the ELF header"))
+        );
     }
 
     #[test]
@@ -403,8 +430,14 @@ mod tests {
 
     #[test]
     fn rejects_objects_and_core_dumps() {
-        assert_eq!(parse_all(&minimal(ET_REL)), Err(ElfError::NotExecutable(ET_REL)));
-        assert_eq!(parse_all(&minimal(ET_CORE)), Err(ElfError::NotExecutable(ET_CORE)));
+        assert_eq!(
+            parse_all(&minimal(ET_REL)),
+            Err(ElfError::NotExecutable(ET_REL))
+        );
+        assert_eq!(
+            parse_all(&minimal(ET_CORE)),
+            Err(ElfError::NotExecutable(ET_CORE))
+        );
     }
 
     #[test]
@@ -431,7 +464,14 @@ mod tests {
 
     #[test]
     fn rejects_segments_reaching_above_4gib() {
-        let b = elf(1, 3, ET_EXEC, 0xffff_f000, &[load(0, 0xffff_f000, 0x10, 0x2000, RX)], &[]);
+        let b = elf(
+            1,
+            3,
+            ET_EXEC,
+            0xffff_f000,
+            &[load(0, 0xffff_f000, 0x10, 0x2000, RX)],
+            &[],
+        );
         let err = parse_all(&b).unwrap_err();
         assert_eq!(
             err,
@@ -441,19 +481,60 @@ mod tests {
 
     #[test]
     fn rejects_inconsistent_segments() {
-        let b = elf(1, 3, ET_EXEC, 0x0804_8000, &[load(0, 0x0804_8000, 0x20, 0x10, RX)], &[]);
-        assert!(matches!(parse_all(&b), Err(ElfError::Segment(0, w)) if w.contains("larger than memory")));
-        let b = elf(1, 3, ET_EXEC, 0x0804_8000, &[load(0, 0x0804_8000, 0x9000, 0x9000, RX)], &[]);
-        assert!(matches!(parse_all(&b), Err(ElfError::Segment(0, w)) if w.contains("past the end of the file")));
-        let b = elf(1, 3, ET_EXEC, 0x0804_8000, &[load(0x10, 0x0804_8000, 0x10, 0x10, RX)], &[]);
-        assert!(matches!(parse_all(&b), Err(ElfError::Segment(0, w)) if w.contains("modulo the page size")));
+        let b = elf(
+            1,
+            3,
+            ET_EXEC,
+            0x0804_8000,
+            &[load(0, 0x0804_8000, 0x20, 0x10, RX)],
+            &[],
+        );
+        assert!(
+            matches!(parse_all(&b), Err(ElfError::Segment(0, w)) if w.contains("larger than memory"))
+        );
+        let b = elf(
+            1,
+            3,
+            ET_EXEC,
+            0x0804_8000,
+            &[load(0, 0x0804_8000, 0x9000, 0x9000, RX)],
+            &[],
+        );
+        assert!(
+            matches!(parse_all(&b), Err(ElfError::Segment(0, w)) if w.contains("past the end of the file"))
+        );
+        let b = elf(
+            1,
+            3,
+            ET_EXEC,
+            0x0804_8000,
+            &[load(0x10, 0x0804_8000, 0x10, 0x10, RX)],
+            &[],
+        );
+        assert!(
+            matches!(parse_all(&b), Err(ElfError::Segment(0, w)) if w.contains("modulo the page size"))
+        );
     }
 
     #[test]
     fn rejects_an_entry_point_outside_executable_code() {
-        let b = elf(1, 3, ET_EXEC, 0x0900_0000, &[load(0, 0x0804_8000, 0x1010, 0x1010, RX)], &[0; 16]);
+        let b = elf(
+            1,
+            3,
+            ET_EXEC,
+            0x0900_0000,
+            &[load(0, 0x0804_8000, 0x1010, 0x1010, RX)],
+            &[0; 16],
+        );
         assert_eq!(parse_all(&b), Err(ElfError::EntryOutside(0x0900_0000)));
-        let b = elf(1, 3, ET_EXEC, 0x0804_8000, &[load(0, 0x0804_8000, 0x1010, 0x1010, PF_R)], &[0; 16]);
+        let b = elf(
+            1,
+            3,
+            ET_EXEC,
+            0x0804_8000,
+            &[load(0, 0x0804_8000, 0x1010, 0x1010, PF_R)],
+            &[0; 16],
+        );
         assert_eq!(parse_all(&b), Err(ElfError::EntryOutside(0x0804_8000)));
     }
 

@@ -34,8 +34,12 @@ pub fn run(args: &[OsString]) -> Result<Infallible, Fail> {
     map_stack(&stack, opened.program.exec_stack)?;
     let params = tramp.params();
     fill_params(params, &tramp, &loaded, &stack, vdso.as_ref(), opened.fd);
-    abi::probe_mm_map(unsafe { &(*params).mm_map })
-        .map_err(|e| Fail::internal(format!("the kernel refuses PR_SET_MM_MAP for the loaded program: {}", errno_name(e))))?;
+    abi::probe_mm_map(unsafe { &(*params).mm_map }).map_err(|e| {
+        Fail::internal(format!(
+            "the kernel refuses PR_SET_MM_MAP for the loaded program: {}",
+            errno_name(e)
+        ))
+    })?;
     process::reset_signal_handlers();
     process::disable_sigaltstack();
     process::close_cloexec_fds(opened.fd);
@@ -74,9 +78,15 @@ fn switch_to_compat() -> Result<(), Fail> {
     abi::arch_set_compat().map_err(|e| {
         let name = errno_name(e);
         Fail::internal(match e {
-            libc::EINVAL | libc::ENOSYS => format!("ARCH_SET_COMPAT is not supported by this kernel: {name}"),
-            libc::ENODEV => format!("ARCH_SET_COMPAT: ia32 emulation is disabled in this kernel: {name}"),
-            libc::EBUSY => format!("ARCH_SET_COMPAT: another task shares this address space: {name}"),
+            libc::EINVAL | libc::ENOSYS => {
+                format!("ARCH_SET_COMPAT is not supported by this kernel: {name}")
+            }
+            libc::ENODEV => {
+                format!("ARCH_SET_COMPAT: ia32 emulation is disabled in this kernel: {name}")
+            }
+            libc::EBUSY => {
+                format!("ARCH_SET_COMPAT: another task shares this address space: {name}")
+            }
             libc::EOPNOTSUPP => format!("ARCH_SET_COMPAT: shadow stack or LAM is enabled: {name}"),
             _ => format!("ARCH_SET_COMPAT failed: {name}"),
         })
@@ -98,8 +108,18 @@ fn auxv(loaded: &Loaded, phnum: u16, vdso: Option<&vdso32::Vdso32>) -> Vec<Aux> 
         a.push(Aux::Value(stack::AT_SYSINFO, v.vsyscall));
         a.push(Aux::Value(stack::AT_SYSINFO_EHDR, v.base));
     }
-    a.push(Aux::Value(stack::AT_MINSIGSTKSZ, host(stack::AT_MINSIGSTKSZ)));
-    let ids = unsafe { [libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()] };
+    a.push(Aux::Value(
+        stack::AT_MINSIGSTKSZ,
+        host(stack::AT_MINSIGSTKSZ),
+    ));
+    let ids = unsafe {
+        [
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        ]
+    };
     a.extend([
         Aux::Value(stack::AT_HWCAP, host(stack::AT_HWCAP)),
         Aux::Value(stack::AT_PAGESZ, PAGE),
@@ -121,7 +141,10 @@ fn auxv(loaded: &Loaded, phnum: u16, vdso: Option<&vdso32::Vdso32>) -> Vec<Aux> 
         Aux::Platform,
     ]);
     if host(stack::AT_RSEQ_FEATURE_SIZE) != 0 {
-        a.push(Aux::Value(stack::AT_RSEQ_FEATURE_SIZE, host(stack::AT_RSEQ_FEATURE_SIZE)));
+        a.push(Aux::Value(
+            stack::AT_RSEQ_FEATURE_SIZE,
+            host(stack::AT_RSEQ_FEATURE_SIZE),
+        ));
         a.push(Aux::Value(stack::AT_RSEQ_ALIGN, host(stack::AT_RSEQ_ALIGN)));
     }
     a
@@ -142,7 +165,12 @@ fn environment() -> Vec<Vec<u8>> {
     out
 }
 
-fn build_stack(args: &[OsString], opened: &Opened, loaded: &Loaded, vdso: Option<&vdso32::Vdso32>) -> Result<Stack, Fail> {
+fn build_stack(
+    args: &[OsString],
+    opened: &Opened,
+    loaded: &Loaded,
+    vdso: Option<&vdso32::Vdso32>,
+) -> Result<Stack, Fail> {
     let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     let env = environment();
     let envp: Vec<&[u8]> = env.iter().map(|e| e.as_slice()).collect();
@@ -165,19 +193,41 @@ fn build_stack(args: &[OsString], opened: &Opened, loaded: &Loaded, vdso: Option
 /// Maps the stack (MAP_GROWSDOWN, like the kernel's stack VMA; populated
 /// for QEMU 7.2's TCG) and copies the image to its top.
 fn map_stack(stack: &Stack, exec: bool) -> Result<(), Fail> {
-    let len = (stack.bytes.len() as u32 + 64 * 1024).next_multiple_of(PAGE).max(STACK_MIN);
+    let len = (stack.bytes.len() as u32 + 64 * 1024)
+        .next_multiple_of(PAGE)
+        .max(STACK_MIN);
     let start = STACK_TOP - len;
     let prot = libc::PROT_READ | libc::PROT_WRITE | if exec { libc::PROT_EXEC } else { 0 };
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | libc::MAP_GROWSDOWN | libc::MAP_POPULATE;
+    let flags = libc::MAP_PRIVATE
+        | libc::MAP_ANONYMOUS
+        | libc::MAP_FIXED_NOREPLACE
+        | libc::MAP_GROWSDOWN
+        | libc::MAP_POPULATE;
     let p = unsafe { libc::mmap(start as usize as *mut _, len as usize, prot, flags, -1, 0) };
     if p as usize != start as usize {
-        return Err(Fail::internal(format!("mapping the 32-bit stack at {start:#x} failed: {}", errno_name(abi::errno()))));
+        return Err(Fail::internal(format!(
+            "mapping the 32-bit stack at {start:#x} failed: {}",
+            errno_name(abi::errno())
+        )));
     }
-    unsafe { std::ptr::copy_nonoverlapping(stack.bytes.as_ptr(), stack.sp as usize as *mut u8, stack.bytes.len()) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            stack.bytes.as_ptr(),
+            stack.sp as usize as *mut u8,
+            stack.bytes.len(),
+        )
+    };
     Ok(())
 }
 
-fn fill_params(params: *mut Params, tramp: &Trampoline, loaded: &Loaded, stack: &Stack, vdso: Option<&vdso32::Vdso32>, fd: i32) {
+fn fill_params(
+    params: *mut Params,
+    tramp: &Trampoline,
+    loaded: &Loaded,
+    stack: &Stack,
+    vdso: Option<&vdso32::Vdso32>,
+    fd: i32,
+) {
     let p = unsafe { &mut *params };
     let high = 1u64 << 32;
     p.high_start = high;
@@ -189,7 +239,11 @@ fn fill_params(params: *mut Params, tramp: &Trampoline, loaded: &Loaded, stack: 
     p.tramp_base = tramp.base;
     p.tramp_len = trampoline::LEN;
     p.exe_fd = fd as u64;
-    for (i, &(k, v)) in stack.auxv.iter().take(32).enumerate() {
+    assert!(
+        stack.auxv.len() <= p.auxv.len() / 2,
+        "auxv longer than the kernel's saved_auxv"
+    );
+    for (i, &(k, v)) in stack.auxv.iter().enumerate() {
         p.auxv[2 * i] = k;
         p.auxv[2 * i + 1] = v;
     }
@@ -206,7 +260,7 @@ fn fill_params(params: *mut Params, tramp: &Trampoline, loaded: &Loaded, stack: 
         env_start: stack.env_start as u64,
         env_end: stack.env_end as u64,
         auxv: p.auxv.as_ptr() as u64,
-        auxv_size: (stack.auxv.len().min(32) * 8).next_multiple_of(8) as u32,
+        auxv_size: (stack.auxv.len() * 8) as u32,
         exe_fd: fd as u32,
     };
 }

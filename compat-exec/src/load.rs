@@ -37,7 +37,12 @@ fn page_up(a: u64) -> u64 {
 
 /// The page range an executable's segments need, before the bias.
 pub fn span(p: &Program) -> (u64, u64) {
-    let start = p.segments.iter().map(|s| page_down(s.vaddr as u64)).min().unwrap();
+    let start = p
+        .segments
+        .iter()
+        .map(|s| page_down(s.vaddr as u64))
+        .min()
+        .unwrap();
     let end = p.segments.iter().map(|s| page_up(s.end())).max().unwrap();
     (start, end)
 }
@@ -53,7 +58,9 @@ pub fn check_fixed_placement(p: &Program, min_addr: u64, maps: &[Map]) -> Result
         let (start, end) = (page_down(s.vaddr as u64), page_up(s.end()));
         let at = format!("PT_LOAD segment {} ({start:#x}..{end:#x})", s.index);
         if start < min_addr {
-            return Err(format!("{at} starts below vm.mmap_min_addr ({min_addr:#x})"));
+            return Err(format!(
+                "{at} starts below vm.mmap_min_addr ({min_addr:#x})"
+            ));
         }
         if end > LOADER_AREA {
             return Err(format!(
@@ -77,7 +84,11 @@ pub fn layout(p: &Program, bias: u32) -> Loaded {
     Loaded {
         bias,
         entry: bias + p.entry,
-        phdr: if p.phdr_vaddr == 0 { 0 } else { bias + p.phdr_vaddr },
+        phdr: if p.phdr_vaddr == 0 {
+            0
+        } else {
+            bias + p.phdr_vaddr
+        },
         start_code: bias + start_code,
         end_code: bias + end_code,
         start_data: bias + start_data,
@@ -101,10 +112,22 @@ fn prot(flags: u32) -> i32 {
 }
 
 fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> Result<u64, String> {
-    let p = unsafe { libc::mmap(addr as *mut _, len as usize, prot, flags, fd, off as libc::off_t) };
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut _,
+            len as usize,
+            prot,
+            flags,
+            fd,
+            off as libc::off_t,
+        )
+    };
     if p == libc::MAP_FAILED {
         let e = crate::abi::errno();
-        return Err(format!("mmap({addr:#x}, {len:#x}) failed: {}", crate::abi::errno_name(e)));
+        return Err(format!(
+            "mmap({addr:#x}, {len:#x}) failed: {}",
+            crate::abi::errno_name(e)
+        ));
     }
     Ok(p as u64)
 }
@@ -156,25 +179,50 @@ pub fn map_segments(fd: i32, p: &Program, bias: u32) -> Result<(), String> {
 fn map_segment(fd: i32, s: &Segment, bias: u64) -> Result<(), String> {
     let fixed = libc::MAP_PRIVATE | libc::MAP_FIXED;
     let vaddr = bias + s.vaddr as u64;
-    let (page, file_end, mem_end) = (page_down(vaddr), vaddr + s.filesz as u64, vaddr + s.memsz as u64);
+    let (page, file_end, mem_end) = (
+        page_down(vaddr),
+        vaddr + s.filesz as u64,
+        vaddr + s.memsz as u64,
+    );
     let final_prot = prot(s.flags);
     // The bss part of the last file page is zeroed by hand: writable first.
     let zero_tail = s.memsz > s.filesz && file_end % PAGE as u64 != 0;
     if s.filesz > 0 {
-        let first_prot = if zero_tail { final_prot | libc::PROT_WRITE } else { final_prot };
+        let first_prot = if zero_tail {
+            final_prot | libc::PROT_WRITE
+        } else {
+            final_prot
+        };
         let off = page_down(s.offset as u64);
         mmap(page, page_up(file_end) - page, first_prot, fixed, fd, off)?;
         if zero_tail {
             let len = (page_up(file_end).min(mem_end) - file_end) as usize;
             unsafe { std::ptr::write_bytes(file_end as *mut u8, 0, len) };
             if first_prot != final_prot {
-                unsafe { libc::mprotect(page as *mut _, (page_up(file_end) - page) as usize, final_prot) };
+                unsafe {
+                    libc::mprotect(
+                        page as *mut _,
+                        (page_up(file_end) - page) as usize,
+                        final_prot,
+                    )
+                };
             }
         }
     }
-    let anon_start = if s.filesz > 0 { page_up(file_end) } else { page };
+    let anon_start = if s.filesz > 0 {
+        page_up(file_end)
+    } else {
+        page
+    };
     if page_up(mem_end) > anon_start {
-        mmap(anon_start, page_up(mem_end) - anon_start, final_prot, fixed | libc::MAP_ANONYMOUS, -1, 0)?;
+        mmap(
+            anon_start,
+            page_up(mem_end) - anon_start,
+            final_prot,
+            fixed | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
     }
     Ok(())
 }
@@ -194,10 +242,13 @@ mod tests {
 
     #[test]
     fn layout_follows_load_elf_binary() {
-        let p = program(2, &[
-            load(0, 0x0804_8000, 0x1800, 0x1800, RX),
-            load(0x1f00, 0x0804_af00, 0x200, 0x1300, RW),
-        ]);
+        let p = program(
+            2,
+            &[
+                load(0, 0x0804_8000, 0x1800, 0x1800, RX),
+                load(0x1f00, 0x0804_af00, 0x200, 0x1300, RW),
+            ],
+        );
         let l = layout(&p, 0);
         assert_eq!(l.entry, 0x0804_8100);
         assert_eq!(l.phdr, 0x0804_8034);
@@ -213,9 +264,17 @@ mod tests {
     fn fixed_placement_refuses_the_loader_area_and_existing_mappings() {
         let p = program(2, &[load(0, 0xfeff_f000, 0x1800, 0x1800, RX)]);
         let err = check_fixed_placement(&p, 0x1000, &[]).unwrap_err();
-        assert!(err.contains("compat-exec keeps for its trampoline"), "{err}");
+        assert!(
+            err.contains("compat-exec keeps for its trampoline"),
+            "{err}"
+        );
         let p = program(2, &[load(0, 0x40_0000, 0x1800, 0x1800, RX)]);
-        let loader = Map { start: 0x40_1000, end: 0x50_0000, perms: "r-xp".into(), name: "/sbin/compat-exec".into() };
+        let loader = Map {
+            start: 0x40_1000,
+            end: 0x50_0000,
+            perms: "r-xp".into(),
+            name: "/sbin/compat-exec".into(),
+        };
         let err = check_fixed_placement(&p, 0x1000, &[loader]).unwrap_err();
         assert_eq!(
             err,

@@ -39,15 +39,24 @@ pub struct Fail {
 
 impl Fail {
     pub fn internal(message: impl Into<String>) -> Fail {
-        Fail { status: 125, message: message.into() }
+        Fail {
+            status: 125,
+            message: message.into(),
+        }
     }
 
     pub fn cannot_run(program: &OsString, why: impl std::fmt::Display) -> Fail {
-        Fail { status: 126, message: format!("{}: {why}", program.to_string_lossy()) }
+        Fail {
+            status: 126,
+            message: format!("{}: {why}", program.to_string_lossy()),
+        }
     }
 
     pub fn not_found(program: &OsString, why: impl std::fmt::Display) -> Fail {
-        Fail { status: 127, message: format!("{}: {why}", program.to_string_lossy()) }
+        Fail {
+            status: 127,
+            message: format!("{}: {why}", program.to_string_lossy()),
+        }
     }
 }
 

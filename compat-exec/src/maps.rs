@@ -16,7 +16,11 @@ impl Map {
 
 impl std::fmt::Display for Map {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{:#x}-{:#x} {} {}", self.start, self.end, self.perms, self.name)
+        write!(
+            f,
+            "{:#x}-{:#x} {} {}",
+            self.start, self.end, self.perms, self.name
+        )
     }
 }
 

@@ -26,20 +26,35 @@ pub fn reset_signal_handlers() {
         let r = unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, none, &mut old, 8) };
         if r == 0 && old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN {
             let dfl = KernelSigaction::default();
-            unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl, std::ptr::null_mut::<KernelSigaction>(), 8) };
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8,
+                )
+            };
         }
     }
 }
 
 pub fn disable_sigaltstack() {
-    let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+    let ss = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
     unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
 }
 
 /// Closes every descriptor marked close-on-exec, except `keep`.
 pub fn close_cloexec_fds(keep: i32) {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     for fd in fds {
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
@@ -85,5 +100,8 @@ pub fn unregister_rseq() -> Result<(), String> {
             return Ok(());
         }
     }
-    Err(format!("cannot unregister glibc's rseq area at {area:#x}: {}", errno_name(errno())))
+    Err(format!(
+        "cannot unregister glibc's rseq area at {area:#x}: {}",
+        errno_name(errno())
+    ))
 }

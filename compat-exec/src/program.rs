@@ -28,7 +28,8 @@ pub fn open(name: &OsString) -> Result<Opened, Fail> {
     if meta.permissions().mode() & 0o111 == 0 || !executable(&path) {
         return Err(Fail::cannot_run(name, "permission denied (not executable)"));
     }
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Fail::not_found(name, "NUL in name"))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Fail::not_found(name, "NUL in name"))?;
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
     if fd < 0 {
         return Err(not_found_or(name, std::io::Error::last_os_error()));

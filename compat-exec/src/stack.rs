@@ -73,11 +73,25 @@ pub struct Stack {
 
 /// Builds the stack image. Fails if it would not fit in `max_len` bytes.
 pub fn build(input: &Input, max_len: u32) -> Result<Stack, String> {
-    let strings_len: usize = input.argv.iter().chain(input.envp).map(|s| s.len() + 1).sum();
+    let strings_len: usize = input
+        .argv
+        .iter()
+        .chain(input.envp)
+        .map(|s| s.len() + 1)
+        .sum();
     let auxv_len = (input.auxv.len() + 1) * 8;
     let ptrs_len = (input.argv.len() + input.envp.len() + 3) * 4;
-    let need = 8 + strings_len + input.execfn.len() + 1 + 16 + input.platform.len() + 1
-        + 16 + auxv_len + ptrs_len + 16;
+    let need = 8
+        + strings_len
+        + input.execfn.len()
+        + 1
+        + 16
+        + input.platform.len()
+        + 1
+        + 16
+        + auxv_len
+        + ptrs_len
+        + 16;
     if need > max_len as usize {
         return Err(format!(
             "arguments and environment need {need} bytes, more than the {max_len} bytes of stack"
@@ -210,9 +224,22 @@ mod tests {
         assert_eq!(
             words(&s.bytes[..64]),
             [
-                2, 0xffe7, 0xffeb, 0, 0xfff0, 0, // argc, argv, envp
-                AT_PAGESZ, 4096, AT_RANDOM, 0xffcb, AT_EXECFN, 0xfff4,
-                AT_PLATFORM, 0xffdb, AT_NULL, 0,
+                2,
+                0xffe7,
+                0xffeb,
+                0,
+                0xfff0,
+                0, // argc, argv, envp
+                AT_PAGESZ,
+                4096,
+                AT_RANDOM,
+                0xffcb,
+                AT_EXECFN,
+                0xfff4,
+                AT_PLATFORM,
+                0xffdb,
+                AT_NULL,
+                0,
             ]
         );
         let tail = &s.bytes[(0xffcb - 0xff80)..];
@@ -223,7 +250,10 @@ mod tests {
         expected.extend_from_slice(&[0; 8]);
         assert_eq!(tail, &expected[..]);
         // The gap between the auxv and the random bytes stays zero.
-        assert_eq!(&s.bytes[64..(0xffcb - 0xff80)], &[0; 0xffcb - 0xff80 - 64][..]);
+        assert_eq!(
+            &s.bytes[64..(0xffcb - 0xff80)],
+            &[0; 0xffcb - 0xff80 - 64][..]
+        );
     }
 
     #[test]
@@ -260,6 +290,8 @@ mod tests {
             random: [0; 16],
             auxv: &[],
         };
-        assert!(build(&input, 4096).unwrap_err().contains("more than the 4096 bytes"));
+        assert!(build(&input, 4096)
+            .unwrap_err()
+            .contains("more than the 4096 bytes"));
     }
 }

@@ -193,7 +193,10 @@ impl Trampoline {
     /// Maps the pages (MAP_POPULATE: QEMU 7.2's TCG trips over pages that
     /// are not present during a far return) and copies the code in.
     pub fn map(base: u64) -> Result<Trampoline, String> {
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | libc::MAP_POPULATE;
+        let flags = libc::MAP_PRIVATE
+            | libc::MAP_ANONYMOUS
+            | libc::MAP_FIXED_NOREPLACE
+            | libc::MAP_POPULATE;
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let p = unsafe { libc::mmap(base as *mut _, LEN as usize, rw, flags, -1, 0) };
         if p as u64 != base {
@@ -205,7 +208,11 @@ impl Trampoline {
             let len = &ce_tramp_end as *const u8 as usize - start as usize;
             assert!(len as u64 <= PAGE, "trampoline code is {len} bytes");
             std::ptr::copy_nonoverlapping(start, base as *mut u8, len);
-            libc::mprotect(base as *mut _, PAGE as usize, libc::PROT_READ | libc::PROT_EXEC);
+            libc::mprotect(
+                base as *mut _,
+                PAGE as usize,
+                libc::PROT_READ | libc::PROT_EXEC,
+            );
         }
         Ok(Trampoline { base })
     }

@@ -18,10 +18,13 @@ pub fn find(maps: &[Map]) -> Result<Option<Vdso32>, String> {
         return Ok(None);
     };
     if m.end > 1 << 32 {
-        return Err(format!("the vDSO is above 4 GiB after ARCH_SET_COMPAT: {m}"));
+        return Err(format!(
+            "the vDSO is above 4 GiB after ARCH_SET_COMPAT: {m}"
+        ));
     }
     // The mapping stays for the life of the process.
-    let image = unsafe { std::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize) };
+    let image =
+        unsafe { std::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize) };
     let offset = kernel_vsyscall(image).map_err(|e| format!("[vdso] at {:#x}: {e}", m.start))?;
     Ok(Some(Vdso32 {
         base: m.start as u32,
@@ -40,7 +43,10 @@ fn u32_at(b: &[u8], o: usize) -> Option<u32> {
 /// Offset of __kernel_vsyscall from the start of the image.
 pub fn kernel_vsyscall(image: &[u8]) -> Result<u32, String> {
     if image.get(..5) != Some(&b"\x7fELF\x01"[..]) {
-        return Err(format!("not an ELFCLASS32 image: {:02x?}", &image[..image.len().min(5)]));
+        return Err(format!(
+            "not an ELFCLASS32 image: {:02x?}",
+            &image[..image.len().min(5)]
+        ));
     }
     symbol(image, b"__kernel_vsyscall").ok_or_else(|| "no __kernel_vsyscall in .dynsym".into())
 }
@@ -50,21 +56,31 @@ fn symbol(image: &[u8], name: &[u8]) -> Option<u32> {
     let section = |i: u32| -> Option<[u32; 4]> {
         let sh = (shoff + i * shentsize) as usize;
         // sh_type, sh_offset, sh_size, sh_link
-        Some([u32_at(image, sh + 4)?, u32_at(image, sh + 16)?, u32_at(image, sh + 20)?, u32_at(image, sh + 24)?])
+        Some([
+            u32_at(image, sh + 4)?,
+            u32_at(image, sh + 16)?,
+            u32_at(image, sh + 20)?,
+            u32_at(image, sh + 24)?,
+        ])
     };
     const SHT_DYNSYM: u32 = 11;
-    let dynsym = (0..shnum).filter_map(section).find(|s| s[0] == SHT_DYNSYM)?;
+    let dynsym = (0..shnum)
+        .filter_map(section)
+        .find(|s| s[0] == SHT_DYNSYM)?;
     let strtab = section(dynsym[3])?;
     let bias = link_bias(image)?;
-    (0..dynsym[2] / 16).find_map(|i| {
-        let sym = (dynsym[1] + i * 16) as usize;
-        let name_at = (strtab[1] + u32_at(image, sym)?) as usize;
-        let rest = image.get(name_at..)?;
-        let end = rest.iter().position(|&b| b == 0)?;
-        let defined = u16_at(image, sym + 14)? != 0;
-        (defined && &rest[..end] == name).then(|| u32_at(image, sym + 4)).flatten()
-    })
-    .map(|value| value.wrapping_sub(bias))
+    (0..dynsym[2] / 16)
+        .find_map(|i| {
+            let sym = (dynsym[1] + i * 16) as usize;
+            let name_at = (strtab[1] + u32_at(image, sym)?) as usize;
+            let rest = image.get(name_at..)?;
+            let end = rest.iter().position(|&b| b == 0)?;
+            let defined = u16_at(image, sym + 14)? != 0;
+            (defined && &rest[..end] == name)
+                .then(|| u32_at(image, sym + 4))
+                .flatten()
+        })
+        .map(|value| value.wrapping_sub(bias))
 }
 
 /// Link address minus file offset of the first PT_LOAD (0 for the kernel's
@@ -74,7 +90,9 @@ fn link_bias(image: &[u8]) -> Option<u32> {
     (0..phnum)
         .map(|i| (phoff + i * phentsize) as usize)
         .find(|&ph| u32_at(image, ph) == Some(1))
-        .map_or(Some(0), |ph| Some(u32_at(image, ph + 8)?.wrapping_sub(u32_at(image, ph + 4)?)))
+        .map_or(Some(0), |ph| {
+            Some(u32_at(image, ph + 8)?.wrapping_sub(u32_at(image, ph + 4)?))
+        })
 }
 
 #[cfg(test)]
@@ -96,7 +114,10 @@ mod tests {
         put(&mut b, 52, &1u32.to_le_bytes()); // PT_LOAD, offset 0, vaddr 0x1000
         put(&mut b, 60, &0x1000u32.to_le_bytes());
         put(&mut b, 0x100, b"\0__kernel_vsyscall\0__vdso_time\0");
-        for (i, (name, value, shndx)) in [(1u32, 0x1420u32, 5u16), (19, 0x1500, 0)].iter().enumerate() {
+        for (i, (name, value, shndx)) in [(1u32, 0x1420u32, 5u16), (19, 0x1500, 0)]
+            .iter()
+            .enumerate()
+        {
             let sym = 0x150 + 16 * i;
             put(&mut b, sym, &name.to_le_bytes());
             put(&mut b, sym + 4, &value.to_le_bytes());
@@ -121,15 +142,24 @@ mod tests {
     fn refuses_an_image_without_kernel_vsyscall() {
         let mut b = image();
         b[0x101] = b'X'; // rename the symbol
-        assert_eq!(kernel_vsyscall(&b), Err("no __kernel_vsyscall in .dynsym".into()));
+        assert_eq!(
+            kernel_vsyscall(&b),
+            Err("no __kernel_vsyscall in .dynsym".into())
+        );
     }
 
     #[test]
     fn refuses_a_64_bit_image() {
         let maps = crate::maps::read();
-        let m = maps.iter().find(|m| m.name == "[vdso]").expect("host [vdso]");
-        let image = unsafe { std::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize) };
-        assert!(kernel_vsyscall(image).unwrap_err().contains("not an ELFCLASS32 image"));
+        let m = maps
+            .iter()
+            .find(|m| m.name == "[vdso]")
+            .expect("host [vdso]");
+        let image =
+            unsafe { std::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize) };
+        assert!(kernel_vsyscall(image)
+            .unwrap_err()
+            .contains("not an ELFCLASS32 image"));
     }
 
     #[test]

@@ -32,7 +32,10 @@ fn elf(class: u8, machine: u16, e_type: u16, entry: u32, phs: &[Ph], body: &[u8]
     put16(&mut b, 44, phs.len() as u16);
     for (i, p) in phs.iter().enumerate() {
         let o = 52 + 32 * i;
-        for (k, v) in [p.0, p.1, p.2, p.2, p.3, p.4, p.5, 0x1000].into_iter().enumerate() {
+        for (k, v) in [p.0, p.1, p.2, p.2, p.3, p.4, p.5, 0x1000]
+            .into_iter()
+            .enumerate()
+        {
             put32(&mut b, o + 4 * k, v);
         }
     }
@@ -55,7 +58,10 @@ fn hello_code(base: u32) -> Vec<u8> {
 fn hello(e_type: u16, base: u32) -> Vec<u8> {
     let code = hello_code(base.wrapping_add(0x1000));
     let len = 0x1000 + code.len() as u32;
-    let phs = [Ph(PT_LOAD, 0, base, len, len, R | X), Ph(PT_GNU_STACK, 0, 0, 0, 0, R | W)];
+    let phs = [
+        Ph(PT_LOAD, 0, base, len, len, R | X),
+        Ph(PT_GNU_STACK, 0, 0, 0, 0, R | W),
+    ];
     elf(1, 3, e_type, base.wrapping_add(0x1000), &phs, &code)
 }
 
@@ -73,7 +79,10 @@ fn write_program(name: &str, bytes: &[u8], mode: u32) -> PathBuf {
 }
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_compat-exec")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_compat-exec"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn run_program(path: &Path) -> Output {
@@ -91,7 +100,10 @@ fn assert_refused(o: &Output, status: i32, program: &Path, what: &str) {
     assert_eq!(o.status.code(), Some(status), "stderr: {e}");
     assert!(o.stdout.is_empty());
     let expected = format!("compat-exec: {}: ", program.display());
-    assert!(e.starts_with(&expected) && e.contains(what) && e.lines().count() == 1, "stderr: {e}");
+    assert!(
+        e.starts_with(&expected) && e.contains(what) && e.lines().count() == 1,
+        "stderr: {e}"
+    );
 }
 
 fn rejects(name: &str, bytes: &[u8], what: &str) {
@@ -139,8 +151,16 @@ fn rejects_what_is_not_an_i386_elf_executable() {
     let mut arm = hello(2, 0x0804_8000);
     arm[18] = 40;
     rejects("arm", &arm, "ELF machine 40, not EM_386");
-    rejects("object", &hello(1, 0x0804_8000), "relocatable object (ET_REL)");
-    rejects("truncated", &hello(2, 0x0804_8000)[..40], "truncated ELF file");
+    rejects(
+        "object",
+        &hello(1, 0x0804_8000),
+        "relocatable object (ET_REL)",
+    );
+    rejects(
+        "truncated",
+        &hello(2, 0x0804_8000)[..40],
+        "truncated ELF file",
+    );
 }
 
 #[test]
@@ -151,19 +171,38 @@ fn rejects_dynamically_linked_programs() {
     body.extend_from_slice(interp);
     let len = 0x1000 + body.len() as u32;
     let phs = [
-        Ph(PT_INTERP, 0x1000 + code.len() as u32, 0, interp.len() as u32, interp.len() as u32, R),
+        Ph(
+            PT_INTERP,
+            0x1000 + code.len() as u32,
+            0,
+            interp.len() as u32,
+            interp.len() as u32,
+            R,
+        ),
         Ph(PT_LOAD, 0, 0x0804_8000, len, len, R | X),
     ];
     let what = "dynamically linked (PT_INTERP /lib/ld-linux.so.2): compat-exec runs static i386 executables only";
-    rejects("dynamic-exec", &elf(1, 3, 2, 0x0804_9000, &phs, &body), what);
+    rejects(
+        "dynamic-exec",
+        &elf(1, 3, 2, 0x0804_9000, &phs, &body),
+        what,
+    );
     rejects("dynamic-pie", &elf(1, 3, 3, 0x0804_9000, &phs, &body), what);
 }
 
 #[test]
 fn rejects_segments_that_do_not_fit_below_4gib() {
     rejects("above-4g", &hello(2, 0xffff_f000), "reaches above 4 GiB");
-    rejects("loader-area", &hello(2, 0xff00_0000), "compat-exec keeps for its trampoline and the 32-bit stack");
-    rejects("task-size", &hello(2, 0xffff_d000), "compat-exec keeps for its trampoline");
+    rejects(
+        "loader-area",
+        &hello(2, 0xff00_0000),
+        "compat-exec keeps for its trampoline and the 32-bit stack",
+    );
+    rejects(
+        "task-size",
+        &hello(2, 0xffff_d000),
+        "compat-exec keeps for its trampoline",
+    );
     rejects("null-page", &hello(2, 0), "below vm.mmap_min_addr");
 }
 
@@ -175,7 +214,11 @@ fn rejects_inconsistent_segments() {
     rejects("past-eof", &b, "extend past the end of the file");
     let mut b = hello(2, 0x0804_8000);
     b[24..28].copy_from_slice(&0x0900_0000u32.to_le_bytes());
-    rejects("bad-entry", &b, "entry point 0x9000000 is not inside an executable PT_LOAD segment");
+    rejects(
+        "bad-entry",
+        &b,
+        "entry point 0x9000000 is not inside an executable PT_LOAD segment",
+    );
 }
 
 /// ARCH_GET_COMPAT: whether this kernel has the series at all.
@@ -191,10 +234,18 @@ fn a_valid_program_runs_or_stops_cleanly_without_the_series() {
         let p = write_program(name, &hello(e_type, base), 0o755);
         let o = run_program(&p);
         if kernel_has_series() {
-            assert_eq!((o.status.code(), o.stdout.as_slice()), (Some(42), &b"hello from i386\n"[..]), "{}", stderr(&o));
+            assert_eq!(
+                (o.status.code(), o.stdout.as_slice()),
+                (Some(42), &b"hello from i386\n"[..]),
+                "{}",
+                stderr(&o)
+            );
         } else {
             assert_eq!(o.status.code(), Some(125));
-            assert_eq!(stderr(&o), "compat-exec: ARCH_SET_COMPAT is not supported by this kernel: EINVAL\n");
+            assert_eq!(
+                stderr(&o),
+                "compat-exec: ARCH_SET_COMPAT is not supported by this kernel: EINVAL\n"
+            );
             assert!(o.stdout.is_empty());
         }
     }
