@@ -9,11 +9,11 @@
 //! getpid figures include one 64 -> 32 -> 64 round trip each (subtract
 //! `round_trip_64_32_64` for the syscall alone).
 
-use crate::scenarios::vdso_upstream::free_low_address;
+use crate::ktap::emit;
+use crate::scenarios::common::free_low_address;
 use crate::sys;
-use crate::thunks::{self, Entry, Regs32};
-use crate::vdso::{self, MappedVdso};
-use std::io::Write;
+use crate::sys::thunks::{self, Entry, Regs32};
+use crate::sys::vdso::{self, MappedVdso};
 
 const SAMPLES: usize = 31;
 const BATCH: u64 = 200;
@@ -43,12 +43,6 @@ fn calibrate() -> f64 {
 }
 
 static NS_PER_TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-
-fn emit(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
 
 /// Times `batch` iterations of `f` per sample and prints the distribution
 /// of the per-iteration cost.

@@ -4,88 +4,60 @@
 //!
 //! As PID 1 it runs the whole suite and reboots; on a host it takes
 //! `--list [--json|--markdown]`, `--filter PATTERN`, `--json`, `--timeout S`
-//! and `--bench`.
+//! and `--bench` (see `options`).
 
 mod bench;
-mod docs;
+mod catalogue;
 mod ktap;
+mod options;
 mod pid1;
 mod runner;
-mod scenario;
 mod scenarios;
 mod suite;
 mod sys;
-mod thunks;
-mod vdso;
 
-use std::time::Duration;
-
-const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter PATTERN] [--json] [--timeout SECONDS] [--bench]
-  (no options)      run every scenario, print KTAP v1; exit 0 iff all results match the declared
-                    expectations for this kernel (vanilla or patched, probed with ARCH_GET_COMPAT)
-  --list            list scenarios with declared results (--json: for the harness, --markdown: docs/scenarios.md)
-  --filter PATTERN  only ids containing PATTERN (comma-separated alternatives, * wildcard)
-  --json            print results as JSON instead of KTAP
-  --timeout S       per-scenario timeout (default 20)
-  --bench           micro-benchmarks as KTAP diagnostics
-As PID 1: kernel command line validator.filter=P, validator.timeout=S, validator.shell (exec /bin/sh), validator.bench";
+use options::{Action, Options, USAGE};
 
 fn main() {
     if sys::getpid() == 1 {
         pid1::run();
     }
-    let mut list = false;
-    let mut json = false;
-    let mut markdown = false;
-    let mut bench = false;
-    let mut filter: Option<String> = None;
-    let mut timeout = 20u64;
+    // The exec probe re-runs this binary as a scenario's helper: it is not
+    // a user option and bypasses option parsing.
     if std::env::args().nth(1).as_deref() == Some(scenarios::compat_process::EXEC_PROBE_ARG) {
         std::process::exit(scenarios::compat_process::exec_probe());
     }
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--list" => list = true,
-            "--json" => json = true,
-            "--markdown" => markdown = true,
-            "--bench" => bench = true,
-            "--filter" => filter = args.next(),
-            "--timeout" => timeout = args.next().and_then(|t| t.parse().ok()).unwrap_or(timeout),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return;
-            }
-            other => {
-                if let Some(f) = other.strip_prefix("--filter=") {
-                    filter = Some(f.to_string());
-                } else {
-                    eprintln!("unknown argument {other}\n{USAGE}");
-                    std::process::exit(2);
-                }
-            }
+    let opts = match Options::from_args(std::env::args().skip(1)) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("validator: {e}\n{USAGE}");
+            std::process::exit(2);
         }
+    };
+    std::process::exit(run(&opts));
+}
+
+/// Does what the host command line asked; returns the exit status.
+fn run(opts: &Options) -> i32 {
+    if opts.action == Action::Help {
+        println!("{USAGE}");
+        return 0;
     }
-    let selected = scenarios::select(filter.as_deref());
-    if list {
-        if markdown {
-            print!("{}", docs::markdown(&selected));
-        } else if json {
-            println!("{}", docs::list_json(&selected));
-        } else {
-            print!("{}", docs::list_text(&selected));
+    let selected = match scenarios::select(opts.filter.as_deref()) {
+        Ok(selected) => selected,
+        Err(e) => {
+            eprintln!("validator: {e}");
+            return 2;
         }
-        return;
+    };
+    match opts.action {
+        Action::Help => unreachable!("handled above"),
+        Action::List if opts.markdown => print!("{}", catalogue::markdown(&selected)),
+        Action::List if opts.json => println!("{}", catalogue::list_json(&selected)),
+        Action::List => print!("{}", catalogue::list_text(&selected)),
+        Action::Bench => return bench::run(),
+        Action::Run => return suite::run(&selected, opts),
+        Action::Shell => unreachable!("validator.shell comes only from the kernel command line"),
     }
-    if bench {
-        std::process::exit(bench::run());
-    }
-    let code = suite::run(
-        &selected,
-        &suite::Options {
-            timeout: Duration::from_secs(timeout),
-            json,
-        },
-    );
-    std::process::exit(code);
+    0
 }

@@ -2,12 +2,10 @@
 //! on the console, then end the VM with reboot(RB_AUTOBOOT) (QEMU runs with
 //! -no-reboot). PID 1 must never exit: that panics the kernel.
 
+use crate::options::{Action, Options};
 use crate::scenarios;
-use crate::suite::{self, Options};
+use crate::suite;
 use std::ffi::CString;
-use std::time::Duration;
-
-const DEFAULT_TIMEOUT_S: u64 = 20;
 
 fn mount(source: &str, target: &str, fstype: &str) {
     let _ = std::fs::create_dir_all(target);
@@ -43,19 +41,6 @@ fn ensure_console() {
     }
 }
 
-/// `validator.<key>=value` or bare `validator.<key>` on the kernel command line.
-pub fn cmdline_option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    let full = format!("validator.{key}");
-    cmdline.split_whitespace().find_map(|word| {
-        if word == full {
-            Some("")
-        } else {
-            word.strip_prefix(&full)
-                .and_then(|rest| rest.strip_prefix('='))
-        }
-    })
-}
-
 pub fn run() -> ! {
     mount("proc", "/proc", "proc");
     mount("sysfs", "/sys", "sysfs");
@@ -63,34 +48,48 @@ pub fn run() -> ! {
     mount("tmpfs", "/tmp", "tmpfs");
     ensure_console();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if cmdline_option(&cmdline, "shell").is_some() && std::path::Path::new("/bin/sh").exists() {
-        let sh = CString::new("/bin/sh").unwrap();
-        let argv = [sh.as_ptr(), std::ptr::null()];
-        unsafe { libc::execv(sh.as_ptr(), argv.as_ptr()) };
-        println!(
-            "# validator exec /bin/sh failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    if cmdline_option(&cmdline, "bench").is_some() {
-        let code = crate::bench::run();
-        println!("# validator exit status {code}");
-        end_vm();
-    }
-    let timeout = cmdline_option(&cmdline, "timeout")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(DEFAULT_TIMEOUT_S);
-    let filter = cmdline_option(&cmdline, "filter");
-    let selected = scenarios::select(filter);
-    let code = suite::run(
-        &selected,
-        &Options {
-            timeout: Duration::from_secs(timeout),
-            json: false,
-        },
-    );
+    let filter_file = std::fs::read_to_string(contract::initramfs::FILTER_FILE).ok();
+    let code = match Options::for_guest(&cmdline, filter_file) {
+        Ok(opts) => run_options(&opts),
+        Err(e) => {
+            println!("# validator: {e}");
+            2
+        }
+    };
     println!("# validator exit status {code}");
     end_vm();
+}
+
+/// Does what the kernel command line asked; returns the exit status.
+fn run_options(opts: &Options) -> i32 {
+    match opts.action {
+        Action::Shell => exec_shell(),
+        Action::Bench => return crate::bench::run(),
+        Action::Run | Action::List | Action::Help => {}
+    }
+    match scenarios::select(opts.filter.as_deref()) {
+        Ok(selected) => suite::run(&selected, opts),
+        Err(e) => {
+            println!("# validator: {e}");
+            2
+        }
+    }
+}
+
+/// Replaces PID 1 with /bin/sh (a debugging initramfs has one); if that
+/// is impossible, says why and returns so the suite runs instead.
+fn exec_shell() {
+    if !std::path::Path::new("/bin/sh").exists() {
+        println!("# validator: validator.shell given but there is no /bin/sh; running the suite");
+        return;
+    }
+    let sh = CString::new("/bin/sh").unwrap();
+    let argv = [sh.as_ptr(), std::ptr::null()];
+    unsafe { libc::execv(sh.as_ptr(), argv.as_ptr()) };
+    println!(
+        "# validator exec /bin/sh failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// sync and reboot(RB_AUTOBOOT): with -no-reboot QEMU exits.
@@ -101,19 +100,5 @@ fn end_vm() -> ! {
     }
     loop {
         unsafe { libc::pause() };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cmdline_option;
-
-    #[test]
-    fn parses_cmdline_options() {
-        let c = "console=ttyS0 validator.filter=set_compat validator.timeout=5 validator.shell";
-        assert_eq!(cmdline_option(c, "filter"), Some("set_compat"));
-        assert_eq!(cmdline_option(c, "timeout"), Some("5"));
-        assert_eq!(cmdline_option(c, "shell"), Some(""));
-        assert_eq!(cmdline_option("validator.shellx", "shell"), None);
     }
 }

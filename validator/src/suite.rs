@@ -2,24 +2,18 @@
 //! observed with what each scenario declares for the detected kernel.
 
 use crate::ktap::Ktap;
+use crate::options::Options;
 use crate::runner::{self, Observed, ScenarioResult};
-use crate::scenario::{Expect, Scenario};
+use crate::runner::{Expect, Scenario};
 use crate::sys;
+use contract::Kernel;
 use serde_json::json;
 use std::time::Duration;
 
-pub struct Options {
-    pub timeout: Duration,
-    pub json: bool,
-}
-
+/// The verdict: the observed outcome is the declared one and, for a
+/// declared `fail (REASON)`, the observed reason is that same token.
 pub fn matches(observed: &Observed, expected: Expect) -> bool {
-    matches!(
-        (observed, expected),
-        (Observed::Pass, Expect::Pass)
-            | (Observed::Fail, Expect::Fail)
-            | (Observed::Skip(_), Expect::Skip(_))
-    )
+    expected.is_met_by(observed)
 }
 
 pub fn kernel_release() -> String {
@@ -38,55 +32,91 @@ pub fn kernel_release() -> String {
 /// declared expectation for this kernel, 1 otherwise.
 pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
     let probe = sys::get_compat();
-    let patched = probe.is_ok();
-    let kernel = if patched { "patched" } else { "vanilla" };
-    let ktap = (!opts.json).then(|| Ktap::start(selected.len()));
-    let header = format!(
-        "validator {}: kernel {} detected as {kernel} (ARCH_GET_COMPAT = {}), CPU {}, timeout {} s per scenario",
+    let kernel = if probe.is_ok() {
+        Kernel::Patched
+    } else {
+        Kernel::Vanilla
+    };
+    let mut ktap = (!opts.json).then(|| Ktap::start(selected.len()));
+    comment(&ktap, &header(kernel, probe, opts.timeout));
+    let results = run_all(selected, opts.timeout, &mut ktap);
+    let mismatched = mismatches(&results, kernel);
+    comment(&ktap, &summary(kernel, results.len(), &mismatched));
+    match &ktap {
+        Some(k) => k.finish(),
+        None => println!("{}", results_json(&results, kernel)),
+    }
+    i32::from(!mismatched.is_empty())
+}
+
+/// A line about the whole run: a KTAP comment, or on stderr beside JSON.
+fn comment(ktap: &Option<Ktap>, line: &str) {
+    match ktap {
+        Some(k) => k.comment(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+fn header(kernel: Kernel, probe: Result<u64, i32>, timeout: Duration) -> String {
+    format!(
+        "validator {}: kernel {} detected as {} (ARCH_GET_COMPAT = {}), CPU {}, timeout {} s per scenario",
         env!("CARGO_PKG_VERSION"),
         kernel_release(),
+        kernel.word(),
         sys::show(probe),
         sys::cpu_vendor(),
-        opts.timeout.as_secs()
-    );
-    match &ktap {
-        Some(k) => k.comment(&header),
-        None => eprintln!("{header}"),
-    }
-    let mut ktap = ktap;
-    let mut results: Vec<ScenarioResult> = Vec::new();
+        timeout.as_secs()
+    )
+}
+
+/// Runs each scenario in turn, streaming its KTAP lines as they come.
+fn run_all(
+    selected: &[&'static Scenario],
+    timeout: Duration,
+    ktap: &mut Option<Ktap>,
+) -> Vec<ScenarioResult> {
+    let mut results = Vec::new();
     for s in selected {
-        if let Some(k) = &ktap {
+        if let Some(k) = ktap {
             k.begin(s.id);
         }
-        let result = runner::run_one(s, opts.timeout, &mut |line| {
-            if let Some(k) = &ktap {
+        let result = runner::run_one(s, timeout, &mut |line| {
+            if let Some(k) = ktap {
                 k.diagnostic(s.id, line);
             }
         });
-        if let Some(k) = &mut ktap {
+        if let Some(k) = ktap {
             k.result(s.id, &result.observed);
         }
         runner::reap_orphans();
         results.push(result);
     }
-    let mismatched: Vec<String> = results
+    results
+}
+
+/// `id (observed fail (SIGSEGV), declared fail (EINVAL))` for each result
+/// that differs from its declaration.
+fn mismatches(results: &[ScenarioResult], kernel: Kernel) -> Vec<String> {
+    results
         .iter()
-        .filter(|r| !matches(&r.observed, r.scenario.expected(patched)))
+        .filter(|r| !matches(&r.observed, r.scenario.expected(kernel)))
         .map(|r| {
             format!(
                 "{} (observed {}, declared {})",
                 r.scenario.id,
-                r.observed.word(),
-                r.scenario.expected(patched).word()
+                r.observed,
+                r.scenario.expected(kernel)
             )
         })
-        .collect();
-    let summary = if mismatched.is_empty() {
+        .collect()
+}
+
+fn summary(kernel: Kernel, count: usize, mismatched: &[String]) -> String {
+    let kernel = kernel.word();
+    if mismatched.is_empty() {
         format!(
-            "validator {}: all {} results match the declared {kernel} expectations",
+            "validator {}: all {count} results match the declared {kernel} expectations",
             env!("CARGO_PKG_VERSION"),
-            results.len()
         )
     } else {
         format!(
@@ -95,39 +125,135 @@ pub fn run(selected: &[&'static Scenario], opts: &Options) -> i32 {
             mismatched.len(),
             mismatched.join(", ")
         )
-    };
-    match &ktap {
-        Some(k) => {
-            k.comment(&summary);
-            k.finish();
-        }
-        None => {
-            eprintln!("{summary}");
-            println!("{}", results_json(&results, kernel, patched));
-        }
     }
-    i32::from(!mismatched.is_empty())
 }
 
-fn results_json(results: &[ScenarioResult], kernel: &str, patched: bool) -> String {
+fn results_json(results: &[ScenarioResult], kernel: Kernel) -> String {
     let items: Vec<serde_json::Value> = results
         .iter()
         .map(|r| {
-            let expected = r.scenario.expected(patched);
+            let expected = r.scenario.expected(kernel);
             json!({
                 "id": r.scenario.id,
-                "observed": r.observed.word(),
+                "observed": r.observed.outcome().word(),
+                "reason": r.observed.reason(),
                 "expected": expected.word(),
+                "expected_reason": expected.reason(),
                 "matches": matches(&r.observed, expected),
-                "skip_reason": match &r.observed { Observed::Skip(s) => json!(s), _ => json!(null) },
                 "diagnostics": r.diagnostics,
             })
         })
         .collect();
     serde_json::to_string_pretty(&json!({
-        "kernel": kernel,
+        "kernel": kernel.word(),
         "release": kernel_release(),
         "results": items,
     }))
     .expect("serialize")
+}
+
+/// The verdict logic against deliberately broken scenarios: each one is
+/// declared like a real series scenario on vanilla, and each must come out
+/// as not matching its declaration (UNEXPECTED), because it passes or
+/// fails for another reason than the declared one.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{Outcome, Scenario};
+    use crate::sys::{self, FOUR_GIB, PAGE};
+    use crate::{ensure_because, fail};
+
+    /// Declared like `compat_mmap_placement` on vanilla.
+    fn declared(id: &'static str, run: fn() -> Outcome) -> &'static Scenario {
+        Box::leak(Box::new(Scenario {
+            id,
+            description: "test",
+            proves: "test",
+            vanilla: Expect::fail("addr>=4G"),
+            patched: Expect::PASS,
+            run,
+        }))
+    }
+
+    fn verdict(s: &'static Scenario) -> (bool, String) {
+        let _turn = runner::serial_for_tests();
+        let r = runner::run_one(s, Duration::from_secs(2), &mut |_| {});
+        let line = mismatches(std::slice::from_ref(&r), Kernel::Vanilla).join("");
+        (matches(&r.observed, s.vanilla), line)
+    }
+
+    fn hintless_mmap() -> u64 {
+        sys::mmap_anon(0, PAGE, 0).expect("mmap")
+    }
+
+    /// The real observable: a hint-less mmap of a 64-bit process lands
+    /// above 4 GiB on any kernel without a switched mm.
+    fn as_written() -> Outcome {
+        let a = hintless_mmap();
+        ensure_because!(a + PAGE <= FOUR_GIB, "addr>=4G", "mmap at {a:#x}");
+        Ok(())
+    }
+
+    /// The same assertion reversed: passes on vanilla.
+    fn assertion_reversed() -> Outcome {
+        let a = hintless_mmap();
+        ensure_because!(a + PAGE > FOUR_GIB, "addr>=4G", "mmap at {a:#x}");
+        Ok(())
+    }
+
+    /// Fails, but on a check that names no observable (a typo'd helper).
+    fn unnamed_failure() -> Outcome {
+        fail!("something else went wrong")
+    }
+
+    /// Fails on another observable than the declared one.
+    fn other_reason() -> Outcome {
+        crate::fail_because!("EINVAL", "the call is missing")
+    }
+
+    fn crashes() -> Outcome {
+        unsafe { std::ptr::read_volatile(0x10 as *const u8) };
+        Ok(())
+    }
+
+    fn hangs() -> Outcome {
+        loop {
+            sys::sleep_ms(100);
+        }
+    }
+
+    #[test]
+    fn the_scenario_as_written_fails_as_declared() {
+        let (ok, line) = verdict(declared("as_written", as_written));
+        assert!(ok, "{line}");
+        assert_eq!(line, "");
+    }
+
+    #[test]
+    fn a_reversed_assertion_is_unexpected() {
+        let (ok, line) = verdict(declared("reversed", assertion_reversed));
+        assert!(!ok);
+        assert_eq!(line, "reversed (observed pass, declared fail (addr>=4G))");
+    }
+
+    #[test]
+    fn another_reason_a_crash_or_a_timeout_is_unexpected() {
+        for (id, run, observed) in [
+            (
+                "unnamed",
+                unnamed_failure as fn() -> Outcome,
+                "fail (unnamed)",
+            ),
+            ("other", other_reason, "fail (EINVAL)"),
+            ("crash", crashes, "fail (SIGSEGV)"),
+            ("hang", hangs, "fail (timeout)"),
+        ] {
+            let (ok, line) = verdict(declared(id, run));
+            assert!(!ok, "{id}");
+            assert_eq!(
+                line,
+                format!("{id} (observed {observed}, declared fail (addr>=4G))")
+            );
+        }
+    }
 }

@@ -3,12 +3,12 @@
 
 use crate::diag;
 use crate::runner;
-use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::scenarios::common::free_low_address;
 use crate::scenarios::series::{require_series, set_compat};
-use crate::scenarios::vdso_upstream::free_low_address;
+use crate::sys::thunks::{self, Entry};
+use crate::sys::vdso::{self, MappedVdso};
 use crate::sys::{self, FOUR_GIB};
-use crate::thunks::{self, Entry};
-use crate::vdso::{self, MappedVdso};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -17,8 +17,8 @@ pub const SCENARIOS: &[Scenario] = &[
                       ARCH_MAP_VDSO_32 below 4 GiB): pure 32-bit code with nothing above 4 GiB exits with 0x47",
         proves: "What CRIU can do today without the series; the baseline the compat switch is compared with, \
                  and a check of the flow itself on any kernel.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: criu_style_flow_map_vdso32,
     },
     Scenario {
@@ -27,8 +27,8 @@ pub const SCENARIOS: &[Scenario] = &[
                   syscalls via int 0x80 and __kernel_vsyscall, takes a signal and exits with status 0x47",
     proves: "The end-to-end use case of the series: a 64-bit restorer turns itself into an ia32 task that \
              keeps working with nothing mapped above 4 GiB.",
-    vanilla: Expect::Fail,
-    patched: Expect::Pass,
+    vanilla: Expect::fail("EINVAL"),
+    patched: Expect::PASS,
     run: criu_style_compat_flow,
     },
 ];

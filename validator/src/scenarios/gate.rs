@@ -1,9 +1,10 @@
 //! Switching between 64-bit and 32-bit mode, and the syscall instructions
 //! available to 32-bit code in a 64-bit process.
 
-use crate::scenario::{Checks, Expect, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Outcome, Scenario};
+use crate::scenarios::common::diag_truncated_vdso_address;
+use crate::sys::thunks::{self, Entry, Regs32};
 use crate::sys::{self, nr32, Exit};
-use crate::thunks::{self, Entry, Regs32};
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -12,8 +13,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "lret to 0x23 runs 32-bit code (0x48 is dec eax, push moves esp by 4) and ljmp to 0x33 comes back",
         proves: "The mechanism every other scenario (and a CRIU-style restorer) relies on: a 64-bit process can \
                  enter compatibility mode and return with its 64-bit state intact.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: gate_round_trip,
     },
     Scenario {
@@ -21,8 +22,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 getpid (20) from 32-bit code returns the process id",
         proves: "The ia32 syscall table is reachable from 32-bit code of a 64-bit process, the baseline the series \
                  must keep working.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_from_32bit,
     },
     Scenario {
@@ -30,8 +31,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 getpid (20) from 64-bit code is a compat syscall returning the process id",
         proves: "int 0x80 selects the ia32 table regardless of CS, so compat syscalls can be made without leaving \
                  64-bit mode.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_from_64bit,
     },
     Scenario {
@@ -40,8 +41,8 @@ pub const SCENARIOS: &[Scenario] = &[
                       (Intel: killed; AMD: SIGILL)",
         proves: "Documents why a 64-bit process needs a 32-bit vDSO for fast 32-bit syscalls: the kernel resumes \
                  at the 32-bit vDSO landing pad, which does not exist.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: sysenter_without_vdso32,
     },
 ];
@@ -148,20 +149,4 @@ fn sysenter_without_vdso32() -> Outcome {
         other => crate::fail!("sysenter did not kill the caller: {other}"),
     }
     Ok(())
-}
-
-/// Says so when a fault address is the 64-bit [vdso] base cut to 32 bits
-/// plus an offset: the kernel sent 32-bit code to `context.vdso + <offset
-/// in the 32-bit image>` while the 64-bit image is mapped.
-pub fn diag_truncated_vdso_address(addr: u64) {
-    if let Some(v) = sys::find_map("[vdso]") {
-        let low_base = v.start & 0xffff_ffff;
-        if addr >= low_base && addr < low_base + (v.end - v.start) {
-            diag!(
-                "{addr:#x} is the 64-bit [vdso] base {:#x} truncated to 32 bits, + {:#x}",
-                v.start,
-                addr - low_base
-            );
-        }
-    }
 }

@@ -1,9 +1,10 @@
 //! How tracers and seccomp filters see the bitness of a 64-bit process
 //! running 32-bit code or making compat syscalls.
 
-use crate::scenario::{Checks, Expect, Failure, Outcome, Scenario};
+use crate::runner::{Checks, Expect, Outcome, Scenario};
+use crate::scenarios::common::wait_stop;
+use crate::sys::thunks;
 use crate::sys::{self, nr32, Exit};
-use crate::thunks;
 use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -13,8 +14,8 @@ pub const SCENARIOS: &[Scenario] = &[
                       in 64-bit code 216 bytes (cs 0x33)",
         proves: "Debuggers and CRIU dump ia32 register sets by the current CS, so a process switched to compat \
                  is dumped correctly without further kernel help.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: ptrace_prstatus_size,
     },
     Scenario {
@@ -22,8 +23,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "A seccomp filter sees AUDIT_ARCH_I386 and nr 20 for int 0x80 getpid (from 64-bit and \
                       32-bit code), AUDIT_ARCH_X86_64 and nr 39 for syscall",
         proves: "Sandboxes keyed on the architecture keep working for compat syscalls of 64-bit processes.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: seccomp_int80_audit_arch,
     },
 ];
@@ -57,21 +58,6 @@ pub fn prstatus(pid: i32) -> Result<(usize, u64), i32> {
         buf[17]
     };
     Ok((iov.iov_len, cs))
-}
-
-/// Waits for the traced child to stop; returns the stop signal.
-pub fn wait_stop(pid: i32) -> Result<i32, Failure> {
-    let mut status = 0;
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    if r != pid || !libc::WIFSTOPPED(status) {
-        let crash = crate::runner::crash_info()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        return Err(Failure::Fail(format!(
-            "tracee did not stop (waitpid {r}, status {status:#x}) {crash}"
-        )));
-    }
-    Ok(libc::WSTOPSIG(status))
 }
 
 fn ptrace_prstatus_size() -> Outcome {
@@ -126,9 +112,10 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const ERRNO_I386: u32 = 123;
 const ERRNO_X86_64: u32 = 124;
 
-fn seccomp_int80_audit_arch() -> Outcome {
-    thunks::low();
-    let pid = sys::getpid();
+/// A seccomp filter that fails getpid with ERRNO_I386 when the kernel
+/// reports AUDIT_ARCH_I386 (nr 20) and with ERRNO_X86_64 for
+/// AUDIT_ARCH_X86_64 (nr 39): the errno tells which arch the filter saw.
+fn getpid_filter() -> [libc::sock_filter; 11] {
     use libc::sock_filter as F;
     let ld = |k| F {
         code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
@@ -149,7 +136,7 @@ fn seccomp_int80_audit_arch() -> Outcome {
         k,
     };
     // offsetof(struct seccomp_data, nr) = 0, arch = 4
-    let prog = [
+    [
         ld(4),
         jeq(AUDIT_ARCH_I386, 0, 4),
         ld(0),
@@ -161,10 +148,16 @@ fn seccomp_int80_audit_arch() -> Outcome {
         jeq(libc::SYS_getpid as u32, 0, 1),
         ret(libc::SECCOMP_RET_ERRNO | ERRNO_X86_64),
         ret(libc::SECCOMP_RET_ALLOW),
-    ];
+    ]
+}
+
+/// Installs `getpid_filter` in this process (no new privileges first, as
+/// an unprivileged filter requires); a kernel without seccomp filters skips.
+fn install_getpid_filter() -> Outcome {
+    let prog = getpid_filter();
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut F,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
     };
     unsafe {
         ensure!(
@@ -182,6 +175,13 @@ fn seccomp_int80_audit_arch() -> Outcome {
         }
         ensure!(r == 0, "PR_SET_SECCOMP failed: {}", sys::errno_name(e));
     }
+    Ok(())
+}
+
+fn seccomp_int80_audit_arch() -> Outcome {
+    thunks::low();
+    let pid = sys::getpid();
+    install_getpid_filter()?;
     let from64 = thunks::int80_from_64(nr32::GETPID, &[]);
     let from32 = thunks::int80_from_32(nr32::GETPID, &[]);
     let native = unsafe { libc::syscall(libc::SYS_getpid) };

@@ -1,9 +1,9 @@
 //! Where memory lands for compat syscalls made by a 64-bit process, as
 //! upstream already handles it.
 
-use crate::scenario::{Checks, Expect, Outcome, Scenario};
-use crate::sys::{self, nr32, FOUR_GIB, PAGE};
-use crate::thunks;
+use crate::runner::{Checks, Expect, Outcome, Scenario};
+use crate::sys::thunks;
+use crate::sys::{self, int80_mmap2, nr32, FOUR_GIB, PAGE};
 use crate::{diag, ensure, fail, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -11,8 +11,8 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "int80_mmap2_below_4g",
         description: "int 0x80 mmap2 without a hint from a 64-bit process returns a mapping below 4 GiB",
         proves: "Upstream (v4.12) already places compat mmaps with the compat base; the series must not regress it.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_mmap2_below_4g,
     },
     Scenario {
@@ -20,8 +20,8 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "mmap(MAP_32BIT) lands in [0x40000000, 0x80000000)",
         proves: "MAP_32BIT gives only 1 GiB, which is why a real compat switch (not MAP_32BIT) is needed for \
                  32-bit programs.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: map_32bit_range,
     },
     Scenario {
@@ -29,24 +29,24 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "personality(ADDR_LIMIT_32BIT) without execve leaves a later hint-less mmap above 4 GiB",
         proves: "personality() is not a way to make a running process compat; the series adds an explicit \
                  arch_prctl instead.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: personality_addr_limit_no_effect,
     },
     Scenario {
         id: "int80_io_setup_below_4g",
         description: "io_setup through int 0x80 returns an AIO ring context below 4 GiB",
         proves: "Kernel-chosen addresses returned by other compat syscalls also fit in 32 bits.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_io_setup_below_4g,
     },
     Scenario {
         id: "int80_shmat_below_4g",
         description: "shmat through int 0x80 attaches the segment below 4 GiB",
         proves: "SysV shared memory attached by compat code is addressable from 32-bit code.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: int80_shmat_below_4g,
     },
     Scenario {
@@ -54,28 +54,17 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "[vsyscall] is listed in /proc/self/maps of an ordinary 64-bit process",
         proves: "Baseline for vsyscall_gone_after_set_compat: the line exists before the switch and after \
                  ARCH_SET_NATIVE.",
-        vanilla: Expect::Pass,
-        patched: Expect::Pass,
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
         run: vsyscall_present,
     },
 ];
-
-const PROT_RW: u32 = (libc::PROT_READ | libc::PROT_WRITE) as u32;
-const PRIVATE_ANON: u32 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
-
-/// int 0x80 mmap2(hint, len, RW, PRIVATE|ANON|extra) from 64-bit code.
-pub fn int80_mmap2(hint: u32, len: u32, extra_flags: u32) -> Result<u64, i32> {
-    sys::decode_raw(thunks::int80_from_64(
-        nr32::MMAP2,
-        &[hint, len, PROT_RW, PRIVATE_ANON | extra_flags, u32::MAX, 0],
-    ))
-}
 
 fn int80_mmap2_below_4g() -> Outcome {
     let r = int80_mmap2(0, PAGE as u32, 0);
     diag!("int 0x80 mmap2(0, 4096) = {}", sys::show(r));
     let addr = r.map_err(|e| {
-        crate::scenario::Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e)))
+        crate::runner::Failure::Fail(format!("mmap2 failed: {}", sys::errno_name(e)))
     })?;
     let line = sys::map_containing(addr)
         .map(|m| m.line)
@@ -89,7 +78,7 @@ fn int80_mmap2_below_4g() -> Outcome {
 fn map_32bit_range() -> Outcome {
     let r = sys::mmap_anon(0, PAGE, libc::MAP_32BIT);
     diag!("mmap(MAP_32BIT) = {}", sys::show(r));
-    let addr = r.map_err(|e| crate::scenario::Failure::Fail(sys::errno_name(e)))?;
+    let addr = r.map_err(|e| crate::runner::Failure::Fail(sys::errno_name(e)))?;
     ensure!(
         (0x4000_0000..0x8000_0000).contains(&addr),
         "{addr:#x} outside [0x40000000, 0x80000000)"
@@ -112,7 +101,7 @@ fn personality_addr_limit_no_effect() -> Outcome {
         now as u32 & libc::ADDR_LIMIT_32BIT as u32 != 0,
         "ADDR_LIMIT_32BIT was not recorded"
     );
-    let addr = r.map_err(|e| crate::scenario::Failure::Fail(sys::errno_name(e)))?;
+    let addr = r.map_err(|e| crate::runner::Failure::Fail(sys::errno_name(e)))?;
     ensure!(
         addr >= FOUR_GIB,
         "mmap landed below 4 GiB ({addr:#x}): personality took effect without execve"
@@ -173,7 +162,7 @@ fn int80_shmat_below_4g() -> Outcome {
     diag!("maps line: {line}");
     unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
     let addr = r.map_err(|e| {
-        crate::scenario::Failure::Fail(format!("shmat failed: {}", sys::errno_name(e)))
+        crate::runner::Failure::Fail(format!("shmat failed: {}", sys::errno_name(e)))
     })?;
     ensure!(
         addr < FOUR_GIB,

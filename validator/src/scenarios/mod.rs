@@ -1,9 +1,10 @@
 //! The scenario catalogue, in run order: upstream behaviour first (expected
 //! to pass on both kernels), then what the series adds.
 
-use crate::scenario::Scenario;
+use crate::runner::Scenario;
 
 pub mod bounds;
+pub mod common;
 pub mod compat_errors;
 pub mod compat_process;
 pub mod compat_switch;
@@ -34,20 +35,30 @@ pub fn all() -> Vec<&'static Scenario> {
 }
 
 /// Scenarios whose id contains one of the comma-separated patterns
-/// (`*` matches anything; an empty pattern selects everything).
-pub fn select(filter: Option<&str>) -> Vec<&'static Scenario> {
+/// (`*` matches anything; no filter or an empty one selects everything).
+/// A filter that selects nothing is an error that lists the ids.
+pub fn select(filter: Option<&str>) -> Result<Vec<&'static Scenario>, String> {
     let all = all();
     let Some(filter) = filter.filter(|f| !f.is_empty()) else {
-        return all;
+        return Ok(all);
     };
     let pats: Vec<&str> = filter
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    all.into_iter()
+    let ids: Vec<&str> = all.iter().map(|s| s.id).collect();
+    let selected: Vec<&'static Scenario> = all
+        .into_iter()
         .filter(|s| pats.iter().any(|p| glob_match(p, s.id)))
-        .collect()
+        .collect();
+    if selected.is_empty() {
+        return Err(format!(
+            "--filter `{filter}` selects no scenario (comma-separated substrings of an id, * wildcard); the ids are: {}",
+            ids.join(", ")
+        ));
+    }
+    Ok(selected)
 }
 
 /// Substring match where `*` inside the pattern matches any run of
@@ -85,9 +96,28 @@ mod tests {
 
     #[test]
     fn filter_selects_by_substring_and_glob() {
-        assert_eq!(select(Some("gate_round_trip")).len(), 1);
-        assert!(select(Some("set_compat")).len() >= 4);
-        assert_eq!(select(Some("int80_*_below_4g")).len(), 3);
-        assert_eq!(select(None).len(), all().len());
+        let n = |f| select(f).map(|s| s.len()).unwrap_or(0);
+        assert_eq!(n(Some("gate_round_trip")), 1);
+        assert!(n(Some("set_compat")) >= 4);
+        assert_eq!(n(Some("int80_*_below_4g")), 3);
+        assert_eq!(n(Some("gate_round_trip, nothing")), 1);
+        assert_eq!(n(None), all().len());
+        assert_eq!(n(Some("")), all().len());
+    }
+
+    #[test]
+    fn filter_selecting_nothing_is_an_error_listing_the_ids() {
+        for f in [
+            "nothing-matches",
+            "gate round trip",
+            ",",
+            "gate_round_trip_x",
+        ] {
+            let e = select(Some(f)).err().expect("an error");
+            assert!(e.contains(&format!("`{f}` selects no scenario")), "{e}");
+            for s in all() {
+                assert!(e.contains(s.id), "{} missing from {e}", s.id);
+            }
+        }
     }
 }
