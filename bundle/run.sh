@@ -77,22 +77,23 @@ load_manifest() {
     [[ -n ${MANIFEST[variants]:-} ]] || die "manifest: no variants= line"
 }
 
-# scenarios.tsv: id, expected on vanilla, expected on patched (pass, skip
-# or fail:<reason>, as parse_result spells results), in the declared order.
+# scenarios.tsv: id, then per kernel (vanilla, patched) the expectation as
+# parse_result spells results (pass, skip or fail:<reason>) and as people
+# read it (`fail (EINVAL)`, `skip (why)`), in the declared order.
 SCENARIOS=()
-declare -A EXPECTED
+declare -A EXPECTED EXPECTED_READ
 load_scenarios() {
-    local id vanilla patched expected
+    local id vanilla patched vanilla_read patched_read expected
     [[ -f $HERE/scenarios.tsv ]] || die "the bundle has no scenarios.tsv"
-    while IFS=$'\t' read -r id vanilla patched _; do
+    while IFS=$'\t' read -r id vanilla patched vanilla_read patched_read _; do
         [[ -z $id || $id == '#'* ]] && continue
         for expected in "$vanilla" "$patched"; do
             [[ $expected == @(pass|skip) || ( $expected == fail:* && ${expected#fail:} =~ $REASON_TOKEN ) ]] ||
                 die "scenarios.tsv: $id expects '$expected' (pass, skip or fail:<reason>)"
         done
         SCENARIOS+=("$id")
-        EXPECTED[vanilla/$id]=$vanilla
-        EXPECTED[patched/$id]=$patched
+        EXPECTED[vanilla/$id]=$vanilla EXPECTED_READ[vanilla/$id]=${vanilla_read:-$vanilla}
+        EXPECTED[patched/$id]=$patched EXPECTED_READ[patched/$id]=${patched_read:-$patched}
     done <"$HERE/scenarios.tsv"
     ((${#SCENARIOS[@]})) || die "scenarios.tsv lists no scenario"
 }
@@ -283,7 +284,7 @@ kvm_works() {
 
 # --- KTAP -------------------------------------------------------------------------
 
-declare -A RESULT DIAG PLAN COUNT FINISHED SAW_VERSION STARTED KPROBLEMS
+declare -A RESULT SKIP_WHY DIAG PLAN COUNT FINISHED SAW_VERSION STARTED KPROBLEMS
 
 trim() {
     local s=${1##+([[:space:]])}
@@ -339,8 +340,12 @@ parse_result() {
     [[ $rest == *'#'* ]] && data=${rest#*#}
     trim "$data"
     data=$TRIMMED
+    trim "${rest%%#*}"
+    local id=$TRIMMED
     if [[ ${data:0:4} == [Ss][Kk][Ii][Pp] ]]; then
         result=skip
+        trim "${data:4}"
+        [[ -v SKIP_WHY[$label/$id] ]] || SKIP_WHY[$label/$id]=$TRIMMED
     elif [[ -n $failed ]]; then
         result=fail:unnamed
         local word
@@ -350,8 +355,6 @@ parse_result() {
             break
         done
     fi
-    trim "${rest%%#*}"
-    local id=$TRIMMED
     [[ -v RESULT[$label/$id] ]] || RESULT[$label/$id]=$result
     COUNT[$label]=$((COUNT[$label] + 1))
     [[ ${STARTED[$label]} == "$id" ]] && STARTED[$label]=''
@@ -376,15 +379,15 @@ run_problems() {
 
 # --- tables -----------------------------------------------------------------------
 
-# How results read in the table (CELL), in the expected column (WORD), and
-# in diagnostics and differences (DETAIL: `fail (EINVAL)`, as the contract
-# displays an expectation).
+# How a result reads in the table (CELL: `FAIL (EINVAL)`) and elsewhere
+# (READ: `fail (EINVAL)`, `skip (why)`, as the contract displays it); $2 is
+# a skip's reason.
 cell() {
     case ${1:-} in
-    pass) CELL=pass WORD=pass DETAIL=pass ;;
-    fail:*) CELL=FAIL WORD=fail DETAIL="fail (${1#fail:})" ;;
-    skip) CELL=skip WORD=skip DETAIL=skip ;;
-    *) CELL="(none)" WORD="(none)" DETAIL="(none)" ;;
+    pass) CELL=pass READ=pass ;;
+    fail:*) CELL="FAIL (${1#fail:})" READ="fail (${1#fail:})" ;;
+    skip) CELL=skip READ="skip${2:+ ($2)}" ;;
+    *) CELL="(none)" READ="(none)" ;;
     esac
 }
 
@@ -427,25 +430,27 @@ print_row() {
     echo "${out%%+( )}"
 }
 
-# The before/after table of the runs labelled $1/<variant>, into TABLE
-# (cells) and UNEXPECTED (how many rows are not as declared).
+# The compact table of the runs labelled $1/<variant> (scenario, what each
+# kernel did, verdict), into TABLE (cells) and UNEXPECTED (rows not as
+# declared).
 build_table() {
-    local prefix=$1 id variant ok expected
-    TABLE=(scenario "${VARIANTS[@]}")
-    if ((${#VARIANTS[@]} == 2)); then TABLE+=("expected v/p"); else TABLE+=(expected); fi
-    TABLE+=(verdict)
+    local prefix=$1 id variant ok
+    TABLE=(scenario "${VARIANTS[@]}" verdict)
     UNEXPECTED=0
     for id in "${SCENARIOS[@]}"; do
         TABLE+=("$id")
-        ok=1 expected=
+        ok=1
         for variant in "${VARIANTS[@]}"; do
             cell "${RESULT[$prefix/$variant/$id]:-}"
             TABLE+=("$CELL")
             [[ ${RESULT[$prefix/$variant/$id]:-} == "${EXPECTED[$variant/$id]}" ]] || ok=''
-            cell "${EXPECTED[$variant/$id]}"
-            expected+=${expected:+/}$WORD
         done
-        if [[ -n $ok ]]; then TABLE+=("$expected" "as expected"); else TABLE+=("$expected" UNEXPECTED); UNEXPECTED=$((UNEXPECTED + 1)); fi
+        if [[ -n $ok ]]; then
+            TABLE+=("as expected")
+        else
+            TABLE+=(UNEXPECTED)
+            UNEXPECTED=$((UNEXPECTED + 1))
+        fi
     done
 }
 
@@ -480,15 +485,13 @@ replay() {
 
 # The diagnostics of every scenario that did not do what it declares.
 print_diagnostics() {
-    local variant=$1 id observed
+    local variant=$1 id key
     for id in "${SCENARIOS[@]}"; do
-        observed=${RESULT[replay/$variant/$id]:-}
-        [[ -z $observed || $observed == "${EXPECTED[$variant/$id]}" ]] && continue
-        cell "${EXPECTED[$variant/$id]}"
-        local expected=$DETAIL
-        cell "$observed"
-        printf '\n%s on %s: %s (expected %s)\n' "$id" "$variant" "$DETAIL" "$expected"
-        printf '%s' "${DIAG[replay/$variant/$id]:-}"
+        key=replay/$variant/$id
+        [[ -z ${RESULT[$key]:-} || ${RESULT[$key]} == "${EXPECTED[$variant/$id]}" ]] && continue
+        cell "${RESULT[$key]}" "${SKIP_WHY[$key]:-}"
+        printf '\n%s on %s: %s (expected %s)\n' "$id" "$variant" "$READ" "${EXPECTED_READ[$variant/$id]}"
+        printf '%s' "${DIAG[$key]:-}"
     done
 }
 
@@ -517,9 +520,9 @@ diff_with_bundle() {
             now=${RESULT[replay/$variant/$id]:-}
             [[ $bundled == "$now" ]] && continue
             cell "$bundled"
-            DIFF+=("$id" "$variant" "$DETAIL")
+            DIFF+=("$id" "$variant" "$READ")
             cell "$now"
-            DIFF+=("$DETAIL")
+            DIFF+=("$READ")
         done
     done
 }
@@ -530,7 +533,7 @@ report() {
     echo
     print_header
     build_table replay
-    render_table $((${#VARIANTS[@]} + 3)) "${TABLE[@]}"
+    render_table $((${#VARIANTS[@]} + 2)) "${TABLE[@]}"
     for variant in "${VARIANTS[@]}"; do
         print_diagnostics "$variant"
         print_problems "$variant" && problems=$((problems + 1))

@@ -58,7 +58,8 @@ fn bundle(dir: &Path) {
     );
     write(
         "scenarios.tsv",
-        "# id\tvanilla\tpatched\na\tpass\tpass\nb\tfail:EINVAL\tpass\nc\tskip\tskip\n",
+        "# id\tvanilla\tpatched\tvanilla (read)\tpatched (read)\na\tpass\tpass\tpass\tpass\n\
+         b\tfail:EINVAL\tpass\tfail (EINVAL)\tpass\nc\tskip\tskip\tskip (not here)\tskip (not here)\n",
     );
     write("qemu/args", "-nodefaults\n-no-reboot\n-machine\npc\n");
     write("qemu/accel-kvm", "-accel\nkvm\n-cpu\nhost\n");
@@ -141,11 +142,11 @@ const TABLE: &str = "\
 Linux 6.12.117 (debian linux-source-6.12.tar.xz)
 8 patches (series 0123456789ab), config fedcba987654
 QEMU 7.2.22 TCG -cpu max,-smap
-scenario  vanilla  patched  expected v/p  verdict
---------  -------  -------  ------------  -----------
-a         pass     pass     pass/pass     as expected
-b         FAIL     pass     fail/pass     as expected
-c         skip     skip     skip/skip     as expected
+scenario  vanilla        patched  verdict
+--------  -------------  -------  -----------
+a         pass           pass     as expected
+b         FAIL (EINVAL)  pass     as expected
+c         skip           skip     as expected
 ";
 
 #[test]
@@ -319,7 +320,7 @@ fn a_failure_with_another_reason_is_unexpected_and_differs_from_the_bundle() {
     let (code, out, _) = replay(dir.path(), &["--accel", "tcg"], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("b         FAIL     pass     fail/pass     UNEXPECTED"),
+        out.contains("b         FAIL (EPERM)  pass     UNEXPECTED"),
         "{out}"
     );
     assert!(
