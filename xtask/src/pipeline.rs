@@ -283,7 +283,7 @@ pub fn boot_validator(
     };
     step.finish(&format!("{} results, {clean}", ktap.results.len()));
     let tail_from = boot.console.len().saturating_sub(30);
-    let cpu = guest.cpu(accel).to_string();
+    let cpu = guest.cpu(accel);
     let report = RunReport {
         variant,
         source: ws.source.clone(),

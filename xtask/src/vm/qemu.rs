@@ -85,35 +85,58 @@ pub struct Guest<'a> {
     pub append: String,
 }
 
+/// The arguments of every guest before its accelerator: no default
+/// devices or user config, no display, exit instead of rebooting.
+pub const MACHINE_ARGS: [&str; 11] = [
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-machine",
+    "pc",
+    "-m",
+    "256M",
+    "-smp",
+    "1",
+];
+
+/// `-accel` and `-cpu` for `accel`, on a QEMU that needs the SMAP
+/// workaround (before 9.0) or not.
+pub fn accel_args(accel: Accelerator, smap_workaround: bool) -> [String; 4] {
+    let cpu = match accel {
+        Accelerator::Kvm => "host",
+        Accelerator::Tcg if smap_workaround => "max,-smap",
+        Accelerator::Tcg => "max",
+    };
+    ["-accel".into(), accel.name(), "-cpu".into(), cpu.into()]
+}
+
+/// The kernel command line: the serial console, and a panic or oops ends
+/// the guest (with -no-reboot, QEMU exits); then `extra`.
+pub fn kernel_cmdline(extra: &str) -> String {
+    format!("console=ttyS0 panic=-1 oops=panic {extra}")
+        .trim()
+        .to_string()
+}
+
 impl Guest<'_> {
     /// The QEMU command line, without the serial console's wiring.
     pub fn command(&self, accel: Accelerator) -> Cmd {
         Cmd::new(&self.qemu.path)
-            .args([
-                "-nodefaults",
-                "-no-user-config",
-                "-display",
-                "none",
-                "-no-reboot",
-            ])
-            .args(["-machine", "pc", "-m", "256M", "-smp", "1"])
-            .args(["-accel", &accel.name()])
-            .args(["-cpu", self.cpu(accel)])
+            .args(MACHINE_ARGS)
+            .args(accel_args(accel, self.qemu.needs_smap_workaround()))
             .arg("-kernel")
             .arg(self.kernel)
             .arg("-initrd")
             .arg(self.initrd)
             .arg("-append")
-            .arg(format!("console=ttyS0 panic=-1 oops=panic {}", self.append).trim())
+            .arg(kernel_cmdline(&self.append))
     }
 
     /// The `-cpu` model for `accel` on this QEMU.
-    pub fn cpu(&self, accel: Accelerator) -> &'static str {
-        match accel {
-            Accelerator::Kvm => "host",
-            Accelerator::Tcg if self.qemu.needs_smap_workaround() => "max,-smap",
-            Accelerator::Tcg => "max",
-        }
+    pub fn cpu(&self, accel: Accelerator) -> String {
+        accel_args(accel, self.qemu.needs_smap_workaround())[3].clone()
     }
 }
 
