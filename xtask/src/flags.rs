@@ -25,6 +25,22 @@ pub enum Command {
         /// between its `--- before/after table` marker lines.
         #[arg(long)]
         cover_letter: bool,
+        /// Also write the run's reproduction bundle under target/bundle/
+        /// (a .tar.gz that replays it with bash, coreutils and QEMU only).
+        #[arg(long)]
+        bundle: bool,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Run compare (or run, for one kernel) and pack the run into a .tar.gz
+    /// that replays it anywhere with bash, coreutils and QEMU (docs/bundle.md).
+    Bundle {
+        /// The kernels to boot and bundle.
+        #[arg(long, value_enum, default_value_t = Kernels::Both)]
+        variant: Kernels,
+        /// The archive to write (default: target/bundle/<name>.tar.gz).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         opts: RunOpts,
     },
@@ -73,6 +89,25 @@ pub enum Command {
         #[command(flatten)]
         opts: RunOpts,
     },
+}
+
+/// `--variant` of `bundle`: one kernel or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kernels {
+    Vanilla,
+    Patched,
+    Both,
+}
+
+impl Kernels {
+    /// The one kernel asked for, or None for both.
+    pub fn one(self) -> Option<Variant> {
+        match self {
+            Kernels::Vanilla => Some(Variant::Vanilla),
+            Kernels::Patched => Some(Variant::Patched),
+            Kernels::Both => None,
+        }
+    }
 }
 
 /// Where the kernel source comes from. Default: Debian's linux-source-6.12.

@@ -21,9 +21,22 @@ use flags::{Cli, Command};
 fn main() {
     host::process::install_interrupt_handler();
     let result = match Cli::parse().command {
-        Command::Compare { cover_letter, opts } => compare::run(&opts, cover_letter),
+        Command::Compare {
+            cover_letter,
+            bundle,
+            opts,
+        } => compare::run(&opts, cover_letter, bundle.then_some(None)),
+        // A bundle is the run of compare (both kernels) or run (one), packed.
+        Command::Bundle {
+            variant,
+            output,
+            opts,
+        } => match variant.one() {
+            None => compare::run(&opts, false, Some(output.as_deref())),
+            Some(one) => run::run(one, &opts, Some(output.as_deref())),
+        },
         Command::Build { variant, opts } => build::run(variant, &opts),
-        Command::Run { variant, opts } => run::run(variant, &opts),
+        Command::Run { variant, opts } => run::run(variant, &opts, None),
         Command::Shell { variant, opts } => shell::shell(variant, &opts),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries(opts) => check_series::run(&opts),

@@ -10,6 +10,7 @@ use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::series::{self, Series};
 use crate::kernel::source::{self, Layout, Provider, SourceInfo};
 use crate::kernel::{git, Variant};
+use crate::results::bundle;
 use crate::results::ktap::Ktap;
 use crate::results::report::{self, Declared, RunReport};
 use crate::vm::accel::{self, Accel, Booted};
@@ -181,6 +182,22 @@ impl Workspace {
         initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
         Ok(out)
     }
+
+    /// busybox as /bin/sh, initramfs/shell-init as /init, the validator as
+    /// a command (`shell`, `gdb`, and the bundle's `run.sh --shell`).
+    pub fn shell_initramfs(&self, validator: &Path) -> Result<PathBuf> {
+        let out = paths::target().join("initramfs").join("shell.cpio");
+        let contents = Contents {
+            lists: &["shell.list"],
+            vars: &[
+                ("BUSYBOX", Path::new(deps::BUSYBOX)),
+                ("VALIDATOR", validator),
+            ],
+            extra: String::new(),
+        };
+        initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
+        Ok(out)
+    }
 }
 
 /// Builds (or finds cached) one kernel, shown as a step called `what`.
@@ -328,12 +345,32 @@ fn boot_showing_scenarios(
     Ok((booted, ktap))
 }
 
+/// Packs a finished run into its reproduction bundle (docs/bundle.md).
+pub fn write_bundle(run: &bundle::Run, output: Option<&Path>) -> Result<PathBuf> {
+    let step = Step::start("Writing the reproduction bundle");
+    match bundle::write(run, output) {
+        Ok(path) => {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            step.finish(&format!("{:.1} MB", size as f64 / 1e6));
+            Ok(path)
+        }
+        Err(err) => {
+            step.fail();
+            Err(err)
+        }
+    }
+}
+
 /// Both runs, with what was declared: everything a comparison is made from.
 pub struct Comparison {
     pub ws: Workspace,
     pub declared: Vec<Declared>,
     pub vanilla: RunReport,
     pub patched: RunReport,
+    /// What was booted, for a bundle of the run.
+    pub validator: PathBuf,
+    pub initrd: PathBuf,
+    pub qemu: Qemu,
 }
 
 /// Builds both kernels and boots both (side by side).
@@ -364,5 +401,8 @@ pub fn collect(settings: &Settings) -> Result<Comparison> {
         declared,
         vanilla,
         patched,
+        validator,
+        initrd,
+        qemu,
     })
 }

@@ -2,44 +2,59 @@
 
 use crate::flags::RunOpts;
 use crate::host::paths;
-use crate::pipeline::{self, Comparison, Workspace};
-use crate::results::report::RunReport;
+use crate::kernel::Variant;
+use crate::pipeline::{self, Comparison, Settings, Workspace};
+use crate::results::bundle;
 use crate::results::table::{self, Verdicts};
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
+/// `bundle`: also write the reproduction bundle of this run, to the file
+/// given or under target/bundle/ (docs/bundle.md).
+pub fn run(opts: &RunOpts, cover_letter: bool, bundle: Option<Option<&Path>>) -> Result<i32> {
+    let settings = opts.settings();
+    let both = pipeline::collect(&settings)?;
     let Comparison {
         ws,
         declared,
         vanilla,
         patched,
-    } = pipeline::collect(&opts.settings())?;
-    let verdicts = Verdicts::new(&declared, &[&vanilla, &patched]);
+        ..
+    } = &both;
+    let verdicts = Verdicts::new(declared, &[vanilla, patched]);
+    let header = table::header(
+        &ws.source,
+        ws.series.patches.len(),
+        &patched.series_hash,
+        vanilla,
+    );
     // Descriptions make lines too long for a terminal; the Markdown has them.
-    let compact = verdicts.table(false).terminal();
-    println!();
-    print!("{}", header(&vanilla, &patched, &ws));
-    print!("{compact}");
-    for report in [&vanilla, &patched] {
-        table::print_diagnostics(report, &declared);
+    let compact = format!("{header}{}", verdicts.table(false).terminal());
+    print!("\n{compact}");
+    for report in [vanilla, patched] {
+        table::print_diagnostics(report, declared);
         table::print_problems(report);
     }
 
-    let markdown = format!(
-        "{}\n{}",
-        header(&vanilla, &patched, &ws),
-        verdicts.table(true).markdown()
-    );
+    let markdown = format!("{header}\n{}", verdicts.table(true).markdown());
     let out = paths::results().join("compare.md");
     std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
     let json = paths::results().join("compare.json");
-    let both = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
-    std::fs::write(&json, serde_json::to_string_pretty(&both)?)?;
+    let all = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
+    std::fs::write(&json, serde_json::to_string_pretty(&all)?)?;
 
+    let bundled = match bundle {
+        Some(output) => Some(write_bundle(&both, &settings, &compact, &markdown, output)?),
+        None => None,
+    };
     if cover_letter {
-        let body = format!("{}\n{compact}", header(&vanilla, &patched, &ws));
-        write_cover_letter(&ws, &body)?;
+        let name = bundle::name_of(
+            &ws.source,
+            &ws.series,
+            &[Variant::Vanilla, Variant::Patched],
+        );
+        let table = verdicts.table(false).terminal();
+        write_cover_letter(ws, &format!("{header}\n{table}{}", bundle_note(&name)))?;
     }
 
     let unexpected = verdicts.unexpected();
@@ -49,6 +64,12 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
         out.display(),
         json.display()
     );
+    if let Some(path) = bundled {
+        println!(
+            "bundle (replays with bash, coreutils and QEMU: tar xf, then ./run.sh): {}",
+            path.display()
+        );
+    }
     if unexpected == 0 && problems == 0 {
         println!("every scenario behaved as declared on both kernels");
         Ok(0)
@@ -56,6 +77,41 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
         println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
         Ok(1)
     }
+}
+
+/// The reproduction bundle of both runs.
+fn write_bundle(
+    both: &Comparison,
+    settings: &Settings,
+    table: &str,
+    markdown: &str,
+    output: Option<&Path>,
+) -> Result<PathBuf> {
+    let shell_initrd = both.ws.shell_initramfs(&both.validator)?;
+    let run = bundle::Run {
+        source: &both.ws.source,
+        series: &both.ws.series,
+        declared: &both.declared,
+        reports: &[&both.vanilla, &both.patched],
+        table,
+        markdown,
+        validator_initrd: &both.initrd,
+        shell_initrd: &shell_initrd,
+        qemu: &both.qemu,
+        timeout_secs: settings.timeout_secs,
+        filter: settings.filter.as_deref(),
+    };
+    pipeline::write_bundle(&run, output)
+}
+
+/// Under the cover letter's table: how a reader gets and replays the run.
+fn bundle_note(name: &str) -> String {
+    format!(
+        "\nReplay with only bash, coreutils and QEMU: the bundle\n\
+         {name}.tar.gz (cargo xtask compare --bundle);\n\
+         tar xf it, then run {name}/run.sh\n\
+         (run.sh --shell patched gives a shell in that kernel).\n"
+    )
 }
 
 /// Puts `body` between the table markers of the series' cover letter.
@@ -83,28 +139,6 @@ fn replace_between_markers(text: &str, body: &str) -> Option<String> {
     let start = text.find(TABLE_START)? + TABLE_START.len();
     let end = start + text[start..].find(TABLE_END)?;
     Some(format!("{}\n{body}{}", &text[..start], &text[end..]))
-}
-
-/// What was compared: a reader of the table must be able to rebuild it.
-fn header(vanilla: &RunReport, patched: &RunReport, ws: &Workspace) -> String {
-    // No local paths: this line goes into cover letters (reports keep them).
-    let origin = Path::new(&ws.source.origin)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    format!(
-        "Linux {} ({} {})\n{} patches (series {}), config {}\nQEMU {}.{}.{} {} -cpu {}\n",
-        ws.source.version,
-        ws.source.provider,
-        origin.unwrap_or_default(),
-        ws.series.patches.len(),
-        &patched.series_hash.get(..12).unwrap_or("empty"),
-        &vanilla.kernel.config_hash[..12],
-        vanilla.qemu.version.0,
-        vanilla.qemu.version.1,
-        vanilla.qemu.version.2,
-        vanilla.accelerator.name().to_uppercase(),
-        vanilla.cpu,
-    )
 }
 
 #[cfg(test)]

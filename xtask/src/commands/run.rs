@@ -4,12 +4,16 @@ use crate::flags::RunOpts;
 use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
+use crate::results::bundle;
 use crate::results::report;
 use crate::results::table::{self, Verdicts};
 use crate::vm::qemu::Qemu;
 use anyhow::Result;
+use std::path::Path;
 
-pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
+/// `bundle`: also write the reproduction bundle of this run, to the file
+/// given or under target/bundle/ (docs/bundle.md).
+pub fn run(variant: Variant, opts: &RunOpts, bundle: Option<Option<&Path>>) -> Result<i32> {
     let settings = opts.settings();
     let validator = pipeline::validator()?;
     let declared = report::declared(&validator, settings.filter.as_deref())?;
@@ -19,7 +23,8 @@ pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
     let qemu = Qemu::find()?;
     let report = pipeline::boot_validator(&ws, variant, kernel, &initrd, &qemu, &settings)?;
     let verdicts = Verdicts::new(&declared, &[&report]);
-    print!("{}", verdicts.table(false).terminal());
+    let compact = verdicts.table(false).terminal();
+    print!("{compact}");
     table::print_diagnostics(&report, &declared);
     table::print_problems(&report);
     println!(
@@ -29,6 +34,29 @@ pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
             .join("report.json")
             .display()
     );
+    if let Some(output) = bundle {
+        let series_hash = ws.series.hash();
+        let header = table::header(&ws.source, ws.series.patches.len(), &series_hash, &report);
+        let shell_initrd = ws.shell_initramfs(&validator)?;
+        let run = bundle::Run {
+            source: &ws.source,
+            series: &ws.series,
+            declared: &declared,
+            reports: &[&report],
+            table: &format!("{header}{compact}"),
+            markdown: &format!("{header}\n{}", verdicts.table(true).markdown()),
+            validator_initrd: &initrd,
+            shell_initrd: &shell_initrd,
+            qemu: &qemu,
+            timeout_secs: settings.timeout_secs,
+            filter: settings.filter.as_deref(),
+        };
+        let path = pipeline::write_bundle(&run, output)?;
+        println!(
+            "bundle (replays with bash, coreutils and QEMU: tar xf, then ./run.sh): {}",
+            path.display()
+        );
+    }
     let clean = verdicts.unexpected() == 0 && report.problems.is_empty();
     Ok(if clean { 0 } else { 1 })
 }

@@ -2,16 +2,13 @@
 //! attached to this terminal, into busybox (initramfs/shell.list).
 
 use crate::flags::RunOpts;
-use crate::host::deps;
-use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
 use crate::vm::accel;
 use crate::vm::boot;
-use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `cargo xtask shell`: the kernel with busybox, attached to this terminal.
 pub fn shell(variant: Variant, opts: &RunOpts) -> Result<i32> {
@@ -33,7 +30,7 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     let ws = Workspace::open(&opts.settings())?;
     let kernel = ws.kernel(variant)?;
     let validator = pipeline::validator()?;
-    let initrd = shell_initramfs(&ws, &validator)?;
+    let initrd = ws.shell_initramfs(&validator)?;
     let qemu = Qemu::find()?;
     let (append, accel, extra): (&str, _, &[&str]) = match mode {
         Mode::Shell => ("", accel::first_choice(opts.accel), &[]),
@@ -64,19 +61,4 @@ fn print_gdb_help(vmlinux: &Path) {
     );
     println!("(use hbreak before paging is up: the kernel's virtual addresses are not mapped yet)");
     println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
-}
-
-/// busybox as /bin/sh, initramfs/shell-init as /init, the validator as a command.
-fn shell_initramfs(ws: &Workspace, validator: &Path) -> Result<PathBuf> {
-    let out = paths::target().join("initramfs").join("shell.cpio");
-    let contents = Contents {
-        lists: &["shell.list"],
-        vars: &[
-            ("BUSYBOX", Path::new(deps::BUSYBOX)),
-            ("VALIDATOR", validator),
-        ],
-        extra: String::new(),
-    };
-    initramfs::pack(&ws.layout.src(Variant::Vanilla), &contents, &out)?;
-    Ok(out)
 }

@@ -26,6 +26,17 @@ pub fn initramfs_lists() -> PathBuf {
     root().join("initramfs")
 }
 
+/// What goes into every reproduction bundle as is: run.sh and the README
+/// template (docs/bundle.md).
+pub fn bundle_files() -> PathBuf {
+    root().join("bundle")
+}
+
+/// Bundles written by `bundle` and `compare --bundle`, and their staging folder.
+pub fn bundles() -> PathBuf {
+    target().join("bundle")
+}
+
 pub fn config_fragment() -> PathBuf {
     root().join("qemu").join("kernel.config")
 }

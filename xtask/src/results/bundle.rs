@@ -1,131 +1,269 @@
-//! The reproduction bundle: one reproducible .tar.gz that replays a run
-//! with only bash, coreutils and QEMU (docs/bundle.md). This module lays
-//! the bundle out and packs it; what goes in comes from the run's reports.
+//! The reproduction bundle (docs/bundle.md): what one run puts into the
+//! archive that replays it with only bash, coreutils and QEMU. The archive
+//! itself is `host::archive`; run.sh and the README template are data in
+//! the top-level `bundle/` folder.
 
-use crate::host::process::Cmd;
+use crate::host::archive::{self, Item};
+use crate::host::paths;
+use crate::kernel::series::Series;
+use crate::kernel::source::SourceInfo;
+use crate::kernel::Variant;
+use crate::results::report::{Declared, Expect, RunReport};
+use crate::vm::qemu::{self, Accelerator, Qemu, KVM_SILENCE_DEADLINE};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// One file of the bundle, by its path inside the bundle's folder.
-pub enum Item {
-    /// A copy of a file the run used or produced.
-    Copy { dest: String, source: PathBuf },
-    /// Text made for the bundle (manifest, README, recorded arguments).
-    Text { dest: String, text: String },
+/// One run, as a bundle carries it: what the table was made from.
+pub struct Run<'a> {
+    pub source: &'a SourceInfo,
+    pub series: &'a Series,
+    pub declared: &'a [Declared],
+    /// One report per kernel, vanilla first.
+    pub reports: &'a [&'a RunReport],
+    /// The compact table as printed, with its header lines.
+    pub table: &'a str,
+    /// The Markdown table (compare.md).
+    pub markdown: &'a str,
+    pub validator_initrd: &'a Path,
+    pub shell_initrd: &'a Path,
+    pub qemu: &'a Qemu,
+    pub timeout_secs: u64,
+    pub filter: Option<&'a str>,
 }
 
-impl Item {
-    pub fn copy(dest: impl Into<String>, source: impl Into<PathBuf>) -> Item {
-        Item::Copy {
-            dest: dest.into(),
-            source: source.into(),
-        }
-    }
+/// Writes the bundle of `run` to `out` (default: target/bundle/<name>.tar.gz).
+pub fn write(run: &Run, out: Option<&Path>) -> Result<PathBuf> {
+    let name = name(run);
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| paths::bundles().join(format!("{name}.tar.gz")));
+    let items = items(run, &name)?;
+    archive::write(&items, &paths::bundles().join("stage"), &name, &out)?;
+    Ok(out)
+}
 
-    pub fn text(dest: impl Into<String>, text: impl Into<String>) -> Item {
-        Item::Text {
-            dest: dest.into(),
-            text: text.into(),
-        }
-    }
+/// The bundle's name (its folder, and the archive's without `.tar.gz`).
+pub fn name(run: &Run) -> String {
+    let variants: Vec<Variant> = run.reports.iter().map(|r| r.variant).collect();
+    name_of(run.source, run.series, &variants)
+}
 
-    fn dest(&self) -> &str {
-        match self {
-            Item::Copy { dest, .. } | Item::Text { dest, .. } => dest,
-        }
+/// `compat-mode-<version>-<series hash>`, plus the kernel if only one.
+pub fn name_of(source: &SourceInfo, series: &Series, variants: &[Variant]) -> String {
+    let hash = series.hash();
+    let mut name = format!(
+        "compat-mode-{}-{}",
+        source.version,
+        hash.get(..12).unwrap_or("no-series")
+    );
+    if let [only] = variants {
+        name.push('-');
+        name.push_str(&only.name());
+    }
+    name
+}
+
+fn items(run: &Run, name: &str) -> Result<Vec<Item>> {
+    let data = paths::bundle_files();
+    let manifest_pairs = manifest_pairs(run, name)?;
+    let values: BTreeMap<&str, String> = manifest_pairs
+        .iter()
+        .cloned()
+        .chain([("table", run.table.to_string())])
+        .collect();
+    let template = std::fs::read_to_string(data.join("README.in"))
+        .with_context(|| format!("cannot read {}", data.join("README.in").display()))?;
+    let mut items = vec![
+        Item::copy("run.sh", data.join("run.sh")),
+        Item::text("README", fill(&template, &values)?),
+        Item::text("manifest", manifest(&manifest_pairs)?),
+        Item::text("scenarios.tsv", scenarios_tsv(run.declared)),
+        Item::text(
+            "validator-list.json",
+            serde_json::to_string_pretty(run.declared)? + "\n",
+        ),
+        Item::text("compare.md", run.markdown),
+        Item::copy("initramfs/validator.cpio", run.validator_initrd),
+        Item::copy("initramfs/shell.cpio", run.shell_initrd),
+    ];
+    items.extend(qemu_items(run)?);
+    items.push(Item::copy("series/series", run.series.dir.join("series")));
+    for patch in &run.series.patches {
+        items.push(Item::copy(format!("series/{}", patch.name), &patch.path));
+    }
+    for report in run.reports {
+        items.extend(kernel_items(report)?);
+    }
+    Ok(items)
+}
+
+/// What was booted and what it printed, under `<variant>/`.
+fn kernel_items(report: &RunReport) -> Result<Vec<Item>> {
+    let dir = report.variant.name();
+    let results = report
+        .console_log
+        .parent()
+        .context("the console log has no folder")?;
+    Ok(vec![
+        Item::copy(format!("{dir}/vmlinux"), &report.kernel.vmlinux),
+        Item::copy(format!("{dir}/bzImage"), &report.kernel.bzimage),
+        Item::copy(
+            format!("{dir}/config"),
+            report.kernel.build_dir.join(".config"),
+        ),
+        Item::copy(format!("{dir}/console.log"), &report.console_log),
+        Item::copy(format!("{dir}/report.json"), results.join("report.json")),
+    ])
+}
+
+/// The QEMU arguments `vm::qemu` builds every guest with, recorded so that
+/// run.sh does not derive them again.
+fn qemu_items(run: &Run) -> Result<Vec<Item>> {
+    let shell_append = qemu::kernel_cmdline("");
+    Ok(vec![
+        Item::text("qemu/args", arg_lines(&qemu::MACHINE_ARGS)?),
+        Item::text(
+            "qemu/accel-kvm",
+            arg_lines(&qemu::accel_args(Accelerator::Kvm, false))?,
+        ),
+        Item::text(
+            "qemu/accel-tcg",
+            arg_lines(&qemu::accel_args(Accelerator::Tcg, false))?,
+        ),
+        Item::text(
+            "qemu/accel-tcg-qemu-before-9",
+            arg_lines(&qemu::accel_args(Accelerator::Tcg, true))?,
+        ),
+        Item::text("qemu/append-run", arg_lines(&[qemu::kernel_cmdline("")])?),
+        Item::text("qemu/append-shell", arg_lines(&[shell_append])?),
+        Item::text("qemu/timeout", format!("{}\n", run.timeout_secs)),
+        Item::text(
+            "qemu/kvm-deadline",
+            format!("{}\n", KVM_SILENCE_DEADLINE.as_secs()),
+        ),
+    ])
+}
+
+/// id, the expectation per kernel as run.sh compares results (pass, skip,
+/// fail:<reason>) and as people read it, what the scenario checks.
+fn scenarios_tsv(declared: &[Declared]) -> String {
+    let clean = |s: &str| s.replace(['\t', '\n'], " ");
+    let mut text =
+        String::from("# id\tvanilla\tpatched\tvanilla (read)\tpatched (read)\twhat it checks\n");
+    for d in declared {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            d.id,
+            result_key(&d.vanilla),
+            result_key(&d.patched),
+            clean(&d.vanilla.to_string()),
+            clean(&d.patched.to_string()),
+            clean(&d.description)
+        ));
+    }
+    text
+}
+
+/// An expectation as run.sh spells results: a failure with its reason.
+fn result_key(expected: &Expect) -> String {
+    match (expected.word(), expected.reason()) {
+        ("fail", Some(reason)) => format!("fail:{reason}"),
+        (word, _) => word.to_string(),
     }
 }
 
-/// The only executable in a bundle.
-const EXECUTABLE: &str = "run.sh";
-
-/// Writes `items` under `stage/<top>` (emptied first) with normalised
-/// modes, then packs that folder into `out`: same items, same bytes.
-pub fn write(items: &[Item], stage: &Path, top: &str, out: &Path) -> Result<()> {
-    let root = stage.join(top);
-    if root.exists() {
-        std::fs::remove_dir_all(&root)
-            .with_context(|| format!("cannot empty {}", root.display()))?;
-    }
-    for item in items {
-        place(item, &root)?;
-    }
-    pack(stage, top, out)
+/// What run.sh and the README read about the run.
+fn manifest_pairs(run: &Run, name: &str) -> Result<Vec<(&'static str, String)>> {
+    let first = run
+        .reports
+        .first()
+        .context("a bundle needs at least one run")?;
+    let origin = Path::new(&run.source.origin)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let variants: Vec<String> = run.reports.iter().map(|r| r.variant.name()).collect();
+    let (major, minor, patch) = run.qemu.version;
+    Ok(vec![
+        ("bundle_name", name.to_string()),
+        ("variants", variants.join(" ")),
+        ("linux_version", run.source.version.clone()),
+        ("source_provider", run.source.provider.clone()),
+        ("source_origin", origin),
+        ("tree_id", run.source.tree_id.clone()),
+        ("patches", run.series.patches.len().to_string()),
+        ("series_hash", run.series.hash()),
+        ("config_hash", first.kernel.config_hash.clone()),
+        ("scenario_count", run.declared.len().to_string()),
+        ("filter_note", filter_note(run.filter)),
+        ("machine", machine()),
+        ("run_date", run_date(&first.console_log)?),
+        ("qemu_version", format!("{major}.{minor}.{patch}")),
+        ("accel", first.accelerator.name().to_uppercase()),
+        ("cpu", first.cpu.clone()),
+        ("timeout", run.timeout_secs.to_string()),
+        ("kvm_deadline", KVM_SILENCE_DEADLINE.as_secs().to_string()),
+    ])
 }
 
-fn place(item: &Item, root: &Path) -> Result<()> {
-    let dest = item.dest();
-    if dest.starts_with('/') || dest.split('/').any(|part| part == ".." || part.is_empty()) {
-        bail!("bundle path `{dest}` must be relative, without `..` or empty parts");
+fn filter_note(filter: Option<&str>) -> String {
+    match filter {
+        Some(filter) => format!(", selected by --filter {filter:?}"),
+        None => String::new(),
     }
-    let path = root.join(dest);
-    let parent = path.parent().expect("a bundle path has a parent");
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    match item {
-        Item::Copy { source, .. } => std::fs::copy(source, &path).map(drop).with_context(|| {
-            format!("cannot copy {} into the bundle as {dest}", source.display())
-        })?,
-        Item::Text { text, .. } => std::fs::write(&path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
-    }
-    Ok(())
 }
 
-/// Folders 0755, files 0644, run.sh 0755: the archive must not carry the
-/// modes of whatever was copied in, nor the umask of who made it.
-fn normalise_modes(dir: &Path) -> Result<()> {
-    set_mode(dir, 0o755)?;
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            normalise_modes(&path)?;
-        } else {
-            let executable = path.file_name().is_some_and(|n| n == EXECUTABLE);
-            set_mode(&path, if executable { 0o755 } else { 0o644 })?;
-        }
-    }
-    Ok(())
+/// The host: CPU model, kernel release, distribution (read, not run).
+fn machine() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let os = read("/etc/os-release")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "unknown OS".into());
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
+    format!("{cpu}, Linux {kernel}, {os}")
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot chmod {}", path.display()))
+/// The date of the run (its console log), not of the packing: the same run
+/// gives the same bundle bytes.
+fn run_date(console_log: &Path) -> Result<String> {
+    let modified = std::fs::metadata(console_log)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("cannot read the date of {}", console_log.display()))?;
+    let secs = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (year, month, day) = civil_date(secs / 86_400);
+    let (hour, minute) = (secs % 86_400 / 3600, secs % 3600 / 60);
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC"
+    ))
 }
 
-/// `tar` with fixed order, mtimes and owners, compressed by `gzip -n` (no
-/// name, no timestamp in the gzip header).
-fn pack(stage: &Path, top: &str, out: &Path) -> Result<()> {
-    normalise_modes(&stage.join(top))?;
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let tar = Cmd::new("tar")
-        .args([
-            "--format=gnu",
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--use-compress-program=gzip -n -9",
-            "-cf",
-        ])
-        .arg(out)
-        .arg("-C")
-        .arg(stage)
-        .arg(top)
-        .env("LC_ALL", "C");
-    if let Err(err) = tar.read_bytes() {
-        let _ = std::fs::remove_file(out);
-        return Err(err.context(format!("packing {}", out.display())));
-    }
-    Ok(())
+/// Days since 1970-01-01 to (year, month, day): H. Hinnant's civil_from_days.
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The template with every `{{key}}` replaced; a key the template uses and
@@ -179,90 +317,12 @@ pub fn arg_lines<S: AsRef<str>>(args: &[S]) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn items(dir: &Path) -> Vec<Item> {
-        let kernel = dir.join("vmlinux");
-        std::fs::write(&kernel, b"\x7fELF kernel bytes").unwrap();
-        vec![
-            Item::text("run.sh", "#!/usr/bin/env bash\n"),
-            Item::copy("patched/vmlinux", &kernel),
-            Item::text("manifest", "variants=patched\n"),
-            Item::text("qemu/args", "-nodefaults\n"),
-        ]
-    }
-
     #[test]
-    fn the_same_items_give_the_same_bytes_whatever_the_mtimes_modes_and_umask() {
-        let dir = tempfile::tempdir().unwrap();
-        let out1 = dir.path().join("one.tar.gz");
-        let out2 = dir.path().join("two.tar.gz");
-        let list = items(dir.path());
-        write(&list, &dir.path().join("stage1"), "b", &out1).unwrap();
-        // Another stage, another source mtime and mode, one second later.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        let kernel = dir.path().join("vmlinux");
-        std::fs::write(&kernel, b"\x7fELF kernel bytes").unwrap();
-        set_mode(&kernel, 0o700).unwrap();
-        write(&items(dir.path()), &dir.path().join("stage2"), "b", &out2).unwrap();
-        let (a, b) = (std::fs::read(&out1).unwrap(), std::fs::read(&out2).unwrap());
-        assert!(a == b, "two bundles of the same items differ");
-
-        let listing = Cmd::new("tar").arg("-tvzf").arg(&out1).read().unwrap();
-        let lines: Vec<&str> = listing.lines().collect();
-        assert!(
-            lines[0].starts_with("drwxr-xr-x 0/0") && lines[0].ends_with(" b/"),
-            "{listing}"
-        );
-        let names: Vec<&str> = lines
-            .iter()
-            .map(|l| l.rsplit(' ').next().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "b/",
-                "b/manifest",
-                "b/patched/",
-                "b/patched/vmlinux",
-                "b/qemu/",
-                "b/qemu/args",
-                "b/run.sh"
-            ],
-            "sorted by name"
-        );
-        assert!(
-            listing.contains("-rwxr-xr-x 0/0") && listing.contains("1970-01-01 00:00 b/run.sh"),
-            "{listing}"
-        );
-        assert!(
-            listing.contains("-rw-r--r-- 0/0") && listing.contains(" b/patched/vmlinux"),
-            "{listing}"
-        );
-    }
-
-    #[test]
-    fn a_missing_input_is_named_and_leaves_no_archive() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("b.tar.gz");
-        let err = write(
-            &[Item::copy("vanilla/vmlinux", dir.path().join("nope"))],
-            &dir.path().join("stage"),
-            "b",
-            &out,
-        )
-        .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("nope into the bundle as vanilla/vmlinux"),
-            "{err:#}"
-        );
-        assert!(!out.exists());
-        let err = write(
-            &[Item::text("../escape", "x")],
-            &dir.path().join("stage"),
-            "b",
-            &out,
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("must be relative"), "{err:#}");
+    fn dates_are_civil_utc_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(19_723), (2024, 1, 1));
+        assert_eq!(civil_date(20_423), (2025, 12, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
     }
 
     #[test]

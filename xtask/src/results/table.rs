@@ -2,6 +2,7 @@
 //! declared, the verdict) turned into text last, for a terminal or as
 //! Markdown. Exit codes come from the rows, never from the rendered text.
 
+use crate::kernel::source::SourceInfo;
 use crate::kernel::Variant;
 use crate::results::ktap::Status;
 use crate::results::report::{Declared, Expect, RunReport};
@@ -136,6 +137,29 @@ fn verdict(ok: bool) -> &'static str {
     } else {
         "UNEXPECTED"
     }
+}
+
+/// What was compared: a reader of the table must be able to rebuild it.
+/// `first` is the first kernel's run (its config and QEMU are named).
+pub fn header(source: &SourceInfo, patches: usize, series_hash: &str, first: &RunReport) -> String {
+    // No local paths: this line goes into cover letters (reports keep them).
+    let origin = std::path::Path::new(&source.origin)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    format!(
+        "Linux {} ({} {})\n{} patches (series {}), config {}\nQEMU {}.{}.{} {} -cpu {}\n",
+        source.version,
+        source.provider,
+        origin.unwrap_or_default(),
+        patches,
+        series_hash.get(..12).unwrap_or("empty"),
+        &first.kernel.config_hash[..12],
+        first.qemu.version.0,
+        first.qemu.version.1,
+        first.qemu.version.2,
+        first.accelerator.name().to_uppercase(),
+        first.cpu,
+    )
 }
 
 /// Prints a run's problems with the console tail, so no log needs opening.
