@@ -84,6 +84,7 @@ fn items(run: &Run, name: &str) -> Result<Vec<Item>> {
             serde_json::to_string_pretty(run.declared)? + "\n",
         ),
         Item::text("compare.md", run.markdown),
+        Item::text("table.txt", run.table),
         Item::copy("initramfs/validator.cpio", run.validator_initrd),
         Item::copy("initramfs/shell.cpio", run.shell_initrd),
     ];

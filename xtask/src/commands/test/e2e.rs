@@ -23,7 +23,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 8] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -44,6 +44,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "Ctrl-C during a boot stops xtask and its QEMU",
             check_interrupt,
+        ),
+        (
+            "bundle: replays with bash, coreutils and QEMU only; a swapped kernel is caught",
+            check_bundle_replays,
         ),
         (
             "check-series: the series meets its quality bar",
@@ -156,6 +160,82 @@ fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
     ensure!(first == second, "two packs of the same inputs differ");
     ensure!(first.starts_with(b"070701"), "not a newc cpio archive");
     Ok(())
+}
+
+/// `cargo xtask bundle`, unpacked in an empty folder and replayed by its
+/// run.sh with PATH reduced to bash, coreutils and QEMU: the table the
+/// bundle was made with, exit 0; then the vanilla vmlinux in the patched
+/// slot: exit 1 naming the results that differ.
+fn check_bundle_replays(opts: &RunOpts) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let archive = dir.path().join("bundle.tar.gz");
+    let code = run_xtask(&["bundle", "-o", &archive.to_string_lossy()], opts)?;
+    ensure!(code == 0, "cargo xtask bundle exited {code}: see above");
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked)?;
+    Cmd::new("tar")
+        .arg("xzf")
+        .arg(&archive)
+        .dir(&unpacked)
+        .read()?;
+    let top = std::fs::read_dir(&unpacked)?
+        .next()
+        .context("the bundle is empty")??
+        .path();
+    let path = system_tools_only(dir.path())?;
+    let replay = |what: &str| -> Result<std::process::Output> {
+        Cmd::new(top.join("run.sh"))
+            .args(["--accel", &opts.accel.name()])
+            .env("PATH", &path)
+            .output()
+            .with_context(|| format!("replaying the bundle {what}"))
+    };
+    let out = replay("as made")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let table = std::fs::read_to_string(top.join("table.txt"))?;
+    ensure!(
+        out.status.code() == Some(0) && stdout.contains(&table),
+        "run.sh did not reproduce the table ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(top.join("vanilla/vmlinux"), top.join("patched/vmlinux"))?;
+    let out = replay("with the vanilla kernel in the patched slot")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.code() == Some(1)
+            && stdout.contains("result(s) differ from the bundled run:")
+            && stdout.contains("  patched  pass "),
+        "a swapped kernel was not caught ({}):\n{stdout}",
+        out.status
+    );
+    Ok(())
+}
+
+/// A folder of links to bash, every coreutils program and QEMU: what a
+/// machine with nothing else offers run.sh.
+fn system_tools_only(dir: &Path) -> Result<PathBuf> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let files = Cmd::new("dpkg-query").args(["-L", "coreutils"]).read()?;
+    let qemu = Qemu::find()?;
+    let qemu_path = Cmd::new("bash")
+        .args(["-c", "command -v \"$0\""])
+        .arg(&qemu.path)
+        .read()?;
+    let tools = files
+        .lines()
+        .filter(|l| l.starts_with("/usr/bin/") || l.starts_with("/bin/"))
+        .chain(["/bin/bash", qemu_path.trim()]);
+    for tool in tools {
+        let tool = Path::new(tool);
+        let link = bin.join(tool.file_name().context("a tool without a name")?);
+        if tool.is_file() && !link.exists() {
+            std::os::unix::fs::symlink(tool, &link)?;
+        }
+    }
+    ensure!(!bin.join("grep").exists(), "grep is not coreutils");
+    Ok(bin)
 }
 
 /// The real series with one context line of its first patch changed,
