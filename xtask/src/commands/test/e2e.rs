@@ -4,6 +4,7 @@
 //! `check-series` and `run` are run as child xtasks, as a user runs them.
 
 use crate::flags::RunOpts;
+use crate::host::archive::{self, Item};
 use crate::host::process::Cmd;
 use crate::host::{deps, paths, ui};
 use crate::kernel::git::{self, git};
@@ -46,7 +47,7 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
             check_interrupt,
         ),
         (
-            "bundle: replays with bash, coreutils and QEMU only; a swapped kernel is caught",
+            "bundle: packed again gives the same bytes; replays with bash, coreutils and QEMU only; a swapped kernel is caught",
             check_bundle_replays,
         ),
         (
@@ -182,6 +183,7 @@ fn check_bundle_replays(opts: &RunOpts) -> Result<()> {
         .next()
         .context("the bundle is empty")??
         .path();
+    repack_gives_the_same_bytes(&archive, &top, dir.path())?;
     let path = system_tools_only(dir.path())?;
     let replay = |what: &str| -> Result<std::process::Output> {
         Cmd::new(top.join("run.sh"))
@@ -209,6 +211,40 @@ fn check_bundle_replays(opts: &RunOpts) -> Result<()> {
         "a swapped kernel was not caught ({}):\n{stdout}",
         out.status
     );
+    Ok(())
+}
+
+/// The unpacked files (other mtimes, the umask's modes) packed again must
+/// give the archive `bundle` wrote, byte for byte: the same inputs, the
+/// same bundle.
+fn repack_gives_the_same_bytes(archive: &Path, top: &Path, scratch: &Path) -> Result<()> {
+    let mut items = Vec::new();
+    collect_files(top, top, &mut items)?;
+    let again = scratch.join("again.tar.gz");
+    let name = top
+        .file_name()
+        .context("no bundle folder")?
+        .to_string_lossy();
+    archive::write(&items, &scratch.join("stage"), &name, &again)?;
+    ensure!(
+        std::fs::read(archive)? == std::fs::read(&again)?,
+        "{} packed again differs from the bundle {}",
+        top.display(),
+        archive.display()
+    );
+    Ok(())
+}
+
+fn collect_files(root: &Path, dir: &Path, items: &mut Vec<Item>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(root, &path, items)?;
+        } else {
+            let dest = path.strip_prefix(root)?.to_string_lossy().into_owned();
+            items.push(Item::copy(dest, path));
+        }
+    }
     Ok(())
 }
 
