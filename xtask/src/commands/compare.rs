@@ -57,8 +57,6 @@ pub fn run(opts: &RunOpts, cover_letter: bool, bundle: Option<Option<&Path>>) ->
         write_cover_letter(ws, &format!("{header}\n{table}{}", bundle_note(&name)))?;
     }
 
-    let unexpected = verdicts.unexpected();
-    let problems = vanilla.problems.len() + patched.problems.len();
     println!(
         "\ntable (Markdown, for a cover letter): {}\nreports: {}",
         out.display(),
@@ -70,12 +68,18 @@ pub fn run(opts: &RunOpts, cover_letter: bool, bundle: Option<Option<&Path>>) ->
             path.display()
         );
     }
+    let problems = vanilla.problems.len() + patched.problems.len();
+    Ok(verdict(verdicts.unexpected(), problems))
+}
+
+/// The last line and the exit status: 0 iff everything was as declared.
+fn verdict(unexpected: usize, problems: usize) -> i32 {
     if unexpected == 0 && problems == 0 {
         println!("every scenario behaved as declared on both kernels");
-        Ok(0)
+        0
     } else {
         println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
-        Ok(1)
+        1
     }
 }
 
