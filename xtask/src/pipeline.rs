@@ -12,9 +12,9 @@ use crate::kernel::source::{self, Layout, Provider, SourceInfo};
 use crate::kernel::{git, Variant};
 use crate::results::ktap::Ktap;
 use crate::results::report::{self, Declared, RunReport};
-use crate::vm::accel::{self, Accel, Booted};
+use crate::vm::accel::{self, Accel, Booted, NoKvm};
 use crate::vm::initramfs::{self, Contents};
-use crate::vm::qemu::{Accelerator, Guest, Qemu, KVM_SILENCE_DEADLINE};
+use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -217,8 +217,8 @@ pub fn validator() -> Result<PathBuf> {
     }
 }
 
-/// Boots `guest` with `--accel`'s choice, falling back from a silent KVM
-/// guest to TCG, and says so.
+/// Boots `guest` with `--accel`'s choice, falling back from a failed KVM
+/// guest to TCG, and says why in one line.
 pub fn boot(
     guest: &Guest,
     accel: Accel,
@@ -226,31 +226,35 @@ pub fn boot(
     console_log: &Path,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Booted> {
-    if accel::first_choice(accel) == Accelerator::Tcg {
-        note_smap_workaround(guest.qemu);
-    }
     let booted = accel::run_with_fallback(guest, accel, timeout, console_log, on_line)?;
-    if booted.fell_back_to_tcg {
-        ui::note(&format!(
-            "KVM guest printed nothing in {}s: KVM is not usable here, fell back to TCG (remembered until the host reboots)",
-            KVM_SILENCE_DEADLINE.as_secs()
-        ));
-        note_smap_workaround(guest.qemu);
+    match &booted.no_kvm {
+        Some(NoKvm::FailedNow(reason)) => ui::note(&format!(
+            "KVM not used: {reason}; this boot ran under TCG instead (remembered until the host reboots)"
+        )),
+        Some(NoKvm::NotTried(reason)) => note_once(
+            &KVM_NOTE,
+            &format!("KVM not used: {reason} (verdict of this host boot; `cargo xtask doctor` re-probes); TCG"),
+        ),
+        None => {}
+    }
+    if booted.accel == Accelerator::Tcg && guest.qemu.needs_smap_workaround() {
+        note_once(
+            &SMAP_NOTE,
+            &format!(
+                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
+                guest.qemu.version_text
+            ),
+        );
     }
     Ok(booted)
 }
 
-/// Says once per run that TCG guests get -cpu max,-smap on this QEMU.
-fn note_smap_workaround(qemu: &Qemu) {
-    static NOTE: std::sync::Once = std::sync::Once::new();
-    if qemu.needs_smap_workaround() {
-        NOTE.call_once(|| {
-            ui::note(&format!(
-                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
-                qemu.version_text
-            ))
-        });
-    }
+static KVM_NOTE: std::sync::Once = std::sync::Once::new();
+static SMAP_NOTE: std::sync::Once = std::sync::Once::new();
+
+/// Says `text` once per run.
+fn note_once(once: &std::sync::Once, text: &str) {
+    once.call_once(|| ui::note(text));
 }
 
 /// Boots `kernel` with the validator initramfs and collects the report.

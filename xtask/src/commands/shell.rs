@@ -53,7 +53,10 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
         ),
         Mode::Gdb => print_gdb_help(&kernel.vmlinux),
     }
-    boot::interactive(&guest, accel, extra)
+    let log = paths::results().join(format!("shell-{}-console.log", variant.name()));
+    std::fs::create_dir_all(paths::results())?;
+    let code = boot::interactive(&guest, accel, extra, &log)?;
+    Ok(code)
 }
 
 fn print_gdb_help(vmlinux: &Path) {

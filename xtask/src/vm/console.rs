@@ -32,6 +32,16 @@ pub fn kernel_problem(line: &str) -> Option<&'static str> {
         .map(|(_, kind)| *kind)
 }
 
+/// A line printed by the guest kernel itself or by the validator, not by
+/// the firmware (SeaBIOS, iPXE): `Linux version ...` (the first line the
+/// console replays), any printk line with a timestamp, or `KTAP version`.
+pub fn is_guest_kernel_line(line: &str) -> bool {
+    let text = without_timestamp(line);
+    text.len() != line.trim_start().len()
+        || text.starts_with("Linux version ")
+        || text.starts_with("KTAP version")
+}
+
 pub fn is_panic(line: &str) -> bool {
     kernel_problem(line) == Some("panic")
 }
@@ -57,6 +67,26 @@ mod tests {
         );
         assert_eq!(kernel_problem("kernel BUG at mm/memory.c:42!"), Some("BUG"));
         assert!(is_panic("Kernel panic - not syncing: Fatal exception"));
+    }
+
+    #[test]
+    fn firmware_banners_are_not_the_guest_kernel() {
+        for firmware in [
+            "SeaBIOS (version 1.16.2-debian-1.16.2-1)",
+            "iPXE (http://ipxe.org) 00:03.0 CA00 PCI2.10 PnP PMM+06FD3360+06F33360 CA00",
+            "Booting from ROM..",
+            "",
+        ] {
+            assert!(!is_guest_kernel_line(firmware), "{firmware}");
+        }
+        for kernel in [
+            "Linux version 6.12.117+ (root@vm) (gcc (Debian 12.2.0-14+deb12u1) 12.2.0) #2",
+            "[    0.000000] Linux version 6.12.117",
+            "[    0.000000] Command line: console=ttyS0",
+            "KTAP version 1",
+        ] {
+            assert!(is_guest_kernel_line(kernel), "{kernel}");
+        }
     }
 
     #[test]
