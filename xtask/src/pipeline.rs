@@ -13,6 +13,7 @@ use crate::kernel::{git, Variant};
 use crate::results::ktap::Ktap;
 use crate::results::report::{self, Declared, RunReport};
 use crate::vm::accel::{self, Accel, Booted, NoKvm};
+use crate::vm::console::{self, Allowlist};
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::{Context, Result};
@@ -257,6 +258,34 @@ fn note_once(once: &std::sync::Once, text: &str) {
     once.call_once(|| ui::note(text));
 }
 
+/// Fails with every splat on `console` that qemu/splat-allowlist does not
+/// name: its first lines and where the full log is.
+pub fn ensure_no_splats(console: &[String], log: &Path) -> Result<()> {
+    let allow = Allowlist::load(&paths::splat_allowlist())?;
+    let found = console::splats(console, &allow);
+    anyhow::ensure!(
+        found.is_empty(),
+        "the kernel splatted:\n  {}",
+        found
+            .iter()
+            .map(|s| s.describe(log))
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    Ok(())
+}
+
+/// Fails when a compare's run had problems (splats, timeouts, early stops).
+pub fn ensure_clean(report: &RunReport) -> Result<()> {
+    anyhow::ensure!(
+        report.problems.is_empty(),
+        "the {} run had problems:\n  {}",
+        report.variant.name(),
+        report.problems.join("\n  ")
+    );
+    Ok(())
+}
+
 /// Boots `kernel` with the validator initramfs and collects the report.
 pub fn boot_validator(
     ws: &Workspace,
@@ -279,7 +308,8 @@ pub fn boot_validator(
     let (Booted { boot, accel, .. }, ktap) =
         boot_showing_scenarios(&guest, settings, &console_log, &step)
             .with_context(|| format!("booting the {} kernel", variant.name()))?;
-    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs);
+    let allow = Allowlist::load(&paths::splat_allowlist())?;
+    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs, &allow, &console_log);
     let clean = if problems.is_empty() {
         "clean"
     } else {

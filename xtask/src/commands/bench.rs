@@ -79,6 +79,8 @@ fn measure_cold(settings: &Settings, layout: &Layout, figures: &mut Vec<Figure>)
     }
     let _ = std::fs::remove_file(layout.applied_series_stamp());
     let (cold, cold_s) = timed(|| pipeline::collect(settings))?;
+    pipeline::ensure_clean(&cold.vanilla)?;
+    pipeline::ensure_clean(&cold.patched)?;
     figures.push(figure(
         "cold compare (both kernels built, both booted)",
         secs(cold_s),
@@ -110,6 +112,8 @@ struct Warm {
 
 fn measure_warm(settings: &Settings, figures: &mut Vec<Figure>) -> Result<Warm> {
     let (warm, warm_s) = timed(|| pipeline::collect(settings))?;
+    pipeline::ensure_clean(&warm.vanilla)?;
+    pipeline::ensure_clean(&warm.patched)?;
     let rebuilt = !(warm.vanilla.kernel.cached && warm.patched.kernel.cached);
     figures.push(figure(
         "warm compare, nothing changed",
@@ -348,6 +352,8 @@ fn micro_benchmarks(
             &mut |_| {},
         )?;
         step.finish("done");
+        pipeline::ensure_no_splats(&booted.boot.console, &log)
+            .with_context(|| format!("micro-benchmarks in the {} guest", variant.name()))?;
         let place = format!("{} guest ({})", variant.name(), booted.accel.name());
         out.extend(
             booted

@@ -287,6 +287,19 @@ fn w1_warnings(
             .output()
             .with_context(|| format!("W=1 build of {object}"))?;
         let text = String::from_utf8_lossy(&output.stderr);
+        anyhow::ensure!(
+            output.status.success(),
+            "the W=1 build of {object} failed ({}):\n{}",
+            output.status,
+            text.lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let warnings = text
             .lines()
             .filter(|l| l.contains("warning:"))
@@ -389,6 +402,8 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
             &mut |_| {},
         )?;
         step.finish("done");
+        pipeline::ensure_no_splats(&booted.boot.console, &log)
+            .with_context(|| format!("x86 selftests on the {} kernel", variant.name()))?;
         let exits = parse_exits(&booted.boot.console);
         anyhow::ensure!(
             exits.len() == binaries.len(),

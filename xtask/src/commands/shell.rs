@@ -56,6 +56,16 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     let log = paths::results().join(format!("shell-{}-console.log", variant.name()));
     std::fs::create_dir_all(paths::results())?;
     let code = boot::interactive(&guest, accel, extra, &log)?;
+    // What scrolled by in the terminal is checked too: a splat fails the shell.
+    let console: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    if let Err(splat) = pipeline::ensure_no_splats(&console, &log) {
+        eprintln!("{splat:#}");
+        return Ok(1);
+    }
     Ok(code)
 }
 

@@ -2,6 +2,7 @@
 //! then the end-to-end checks of the whole pipeline on real kernels (`e2e`).
 
 mod e2e;
+mod fake_kvm;
 
 use crate::flags::RunOpts;
 use crate::host::{paths, process::Cmd};

@@ -26,6 +26,11 @@ pub fn initramfs_lists() -> PathBuf {
     root().join("initramfs")
 }
 
+/// Console lines allowed in a guest despite looking like a splat, with reasons.
+pub fn splat_allowlist() -> PathBuf {
+    root().join("qemu").join("splat-allowlist")
+}
+
 pub fn config_fragment() -> PathBuf {
     root().join("qemu").join("kernel.config")
 }

@@ -7,7 +7,7 @@ use crate::kernel::source::SourceInfo;
 use crate::kernel::Variant;
 use crate::results::ktap::{Ktap, Status};
 use crate::vm::boot::{Boot, Ending};
-use crate::vm::console;
+use crate::vm::console::{self, Allowlist};
 use crate::vm::qemu::{Accelerator, Qemu};
 use anyhow::{Context, Result};
 use contract::{list_json, Expectation};
@@ -109,12 +109,16 @@ pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>>
 
 /// Why a run cannot be trusted, besides scenario results. A boot that
 /// ended badly carries how QEMU ended and what it said on stderr.
-pub fn run_problems(boot: &Boot, ktap: &Ktap, timeout_secs: u64) -> Vec<String> {
-    let mut problems: Vec<String> = boot
-        .console
+pub fn run_problems(
+    boot: &Boot,
+    ktap: &Ktap,
+    timeout_secs: u64,
+    allow: &Allowlist,
+    console_log: &Path,
+) -> Vec<String> {
+    let mut problems: Vec<String> = console::splats(&boot.console, allow)
         .iter()
-        .filter(|line| console::kernel_problem(line).is_some())
-        .map(|line| format!("kernel: {}", line.trim()))
+        .map(|splat| splat.describe(console_log))
         .collect();
     let running = ktap
         .last_started
@@ -192,6 +196,14 @@ impl RunReport {
 mod tests {
     use super::*;
 
+    fn none() -> Allowlist {
+        Allowlist::default()
+    }
+
+    fn log() -> &'static Path {
+        Path::new("console.log")
+    }
+
     fn boot(lines: &[&str], ending: Ending) -> Boot {
         Boot {
             ending,
@@ -215,9 +227,14 @@ mod tests {
             "# Totals: pass:1",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        assert!(
-            run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60).is_empty()
-        );
+        assert!(run_problems(
+            &boot(&lines, Ending::Exited { code: Some(0) }),
+            &ktap,
+            60,
+            &none(),
+            log()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -230,8 +247,18 @@ mod tests {
             "# Totals: pass:1",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        let problems = run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60);
-        assert_eq!(problems, ["kernel: WARNING: CPU: 0 PID: 1 at x.c:1"]);
+        let problems = run_problems(
+            &boot(&lines, Ending::Exited { code: Some(0) }),
+            &ktap,
+            60,
+            &none(),
+            log(),
+        );
+        assert_eq!(
+            problems,
+            ["kernel WARNING (line 3 of console.log):\n      | WARNING: CPU: 0 PID: 1 at x.c:1\n      \
+              | ok 1 a\n      | # Totals: pass:1"]
+        );
     }
 
     #[test]
@@ -244,7 +271,7 @@ mod tests {
             "# start hangs",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        let problems = run_problems(&boot(&lines, Ending::TimedOut), &ktap, 30);
+        let problems = run_problems(&boot(&lines, Ending::TimedOut), &ktap, 30, &none(), log());
         assert_eq!(
             problems,
             ["timed out after 30s while scenario hangs was running; QEMU was killed; QEMU's stderr was empty"]
@@ -260,7 +287,13 @@ mod tests {
             "Kernel panic - not syncing: Attempted to kill init!",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        let problems = run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 30);
+        let problems = run_problems(
+            &boot(&lines, Ending::Exited { code: Some(0) }),
+            &ktap,
+            30,
+            &none(),
+            log(),
+        );
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("Kernel panic"));
         assert!(
@@ -276,20 +309,20 @@ mod tests {
         let mut b = boot(&lines, Ending::Exited { code: None });
         b.qemu_status = "killed by SIGSEGV".into();
         b.qemu_stderr = "qemu-system-x86_64: warning: x\nqemu: fatal: triple fault\n".into();
-        let problems = run_problems(&b, &ktap, 30);
+        let problems = run_problems(&b, &ktap, 30, &none(), log());
         assert_eq!(
             problems,
             ["the guest stopped before the validator finished while scenario a was running (0 of 2 results); \
               QEMU killed by SIGSEGV; QEMU's stderr: qemu-system-x86_64: warning: x / qemu: fatal: triple fault"]
         );
         b.ending = Ending::TimedOut;
-        assert!(run_problems(&b, &ktap, 30)[0].ends_with(
+        assert!(run_problems(&b, &ktap, 30, &none(), log())[0].ends_with(
             "QEMU's stderr: qemu-system-x86_64: warning: x / qemu: fatal: triple fault"
         ));
         let complete = ["KTAP version 1", "1..1", "ok 1 a", "# Totals: pass:1"];
         let mut b = boot(&complete, Ending::Exited { code: Some(1) });
         b.qemu_status = "exit code 1".into();
-        let problems = run_problems(&b, &Ktap::parse(&complete.join("\n")), 30);
+        let problems = run_problems(&b, &Ktap::parse(&complete.join("\n")), 30, &none(), log());
         assert_eq!(
             problems,
             ["QEMU ended with exit code 1 after a complete run; QEMU's stderr was empty"]
@@ -301,7 +334,7 @@ mod tests {
             },
         );
         assert_eq!(
-            run_problems(&b, &Ktap::default(), 30),
+            run_problems(&b, &Ktap::default(), 30, &none(), log()),
             ["KVM failed: QEMU ended (killed by SIGABRT)"]
         );
     }

@@ -106,7 +106,15 @@ impl Guest<'_> {
             .arg("-initrd")
             .arg(self.initrd)
             .arg("-append")
-            .arg(format!("console=ttyS0 panic=-1 oops=panic {}", self.append).trim())
+            .arg(self.kernel_command_line())
+    }
+
+    /// The guest kernel's command line. `loglevel=7` comes last, after the
+    /// caller's words, so that nothing (a `quiet`) hides the KERN_WARNING
+    /// lines of a splat from the console the harness reads.
+    pub fn kernel_command_line(&self) -> String {
+        let words = format!("console=ttyS0 panic=-1 oops=panic {} loglevel=7", self.append);
+        words.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     /// The `-cpu` model for `accel` on this QEMU.
@@ -146,6 +154,28 @@ mod tests {
         assert!(q((8, 2, 0)).needs_smap_workaround());
         assert!(!q((9, 0, 0)).needs_smap_workaround());
         assert!(!q((10, 0, 2)).needs_smap_workaround());
+    }
+
+    #[test]
+    fn the_console_shows_warnings_whatever_the_caller_appends() {
+        let qemu = Qemu {
+            path: "q".into(),
+            version: (9, 0, 0),
+            version_text: String::new(),
+        };
+        let guest = |append: &str| Guest {
+            qemu: &qemu,
+            kernel: Path::new("k"),
+            initrd: Path::new("i"),
+            append: append.into(),
+        };
+        assert_eq!(
+            guest("").kernel_command_line(),
+            "console=ttyS0 panic=-1 oops=panic loglevel=7"
+        );
+        // KERN_WARNING is 4: shown when the console loglevel is above 4.
+        let line = guest("quiet validator.bench").kernel_command_line();
+        assert!(line.ends_with("quiet validator.bench loglevel=7"), "{line}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::pipeline::{self, Settings, Workspace};
 use crate::results::ktap::Ktap;
 use crate::results::report;
 use crate::vm::boot::{Boot, Ending};
+use crate::vm::console::Allowlist;
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Guest, Qemu};
 use anyhow::{bail, ensure, Context, Result};
@@ -23,7 +24,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 8] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -48,6 +49,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "check-series: the series meets its quality bar",
             check_series_quality,
+        ),
+        (
+            "a broken KVM (fake QEMU: exits, aborts, firmware only, silent) falls back to TCG with its reason; a slow KVM does not",
+            super::fake_kvm::check,
         ),
     ];
     let chosen: Vec<(&str, Check)> = checks
@@ -240,6 +245,7 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
 
     let hang = fake_guest(&ws, "hang")?;
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &hang, &settings, timeout)?;
+    let log = hang.with_extension("console.log");
     ensure!(
         boot.ending == Ending::TimedOut,
         "hung guest ended as {:?}",
@@ -249,7 +255,8 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
         took < timeout + Duration::from_secs(10),
         "hang reported after {took:?}"
     );
-    let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
+    let problems =
+        report::run_problems(&boot, &ktap, timeout.as_secs(), &Allowlist::default(), &log);
     ensure!(
         problems
             .iter()
@@ -261,8 +268,10 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     // PID 1 exiting is a real kernel panic ("Attempted to kill init").
     let panic = fake_guest(&ws, "panic")?;
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &panic, &settings, timeout)?;
+    let log = panic.with_extension("console.log");
     ensure!(took < timeout, "panic reported after {took:?}");
-    let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
+    let problems =
+        report::run_problems(&boot, &ktap, timeout.as_secs(), &Allowlist::default(), &log);
     ensure!(
         problems.iter().any(|p| p.contains("Kernel panic")),
         "panic not reported: {problems:?}"
