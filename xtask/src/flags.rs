@@ -10,7 +10,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Compat-mode kernel patches: build, boot, compare"
+    about = "Compat-mode kernel patches: build, boot, compare",
+    after_help = "Exit codes: 0 every scenario as declared (or the check passed); 1 a scenario not as declared, a run problem or a splat; 2 a harness or build error; 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,6 +26,9 @@ pub enum Command {
         /// between its `--- before/after table` marker lines.
         #[arg(long)]
         cover_letter: bool,
+        /// Also write the results as JUnit XML (one testcase per scenario and kernel).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         #[command(flatten)]
         opts: RunOpts,
     },
@@ -39,6 +43,9 @@ pub enum Command {
     Run {
         #[arg(long, value_enum, default_value_t = Variant::Patched)]
         variant: Variant,
+        /// Also write the results as JUnit XML (one testcase per scenario).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         #[command(flatten)]
         opts: RunOpts,
     },

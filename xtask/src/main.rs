@@ -21,9 +21,17 @@ use flags::{Cli, Command};
 fn main() {
     host::process::install_interrupt_handler();
     let result = match Cli::parse().command {
-        Command::Compare { cover_letter, opts } => compare::run(&opts, cover_letter),
+        Command::Compare {
+            cover_letter,
+            junit,
+            opts,
+        } => compare::run(&opts, cover_letter, junit.as_deref()),
         Command::Build { variant, opts } => build::run(variant, &opts),
-        Command::Run { variant, opts } => run::run(variant, &opts),
+        Command::Run {
+            variant,
+            junit,
+            opts,
+        } => run::run(variant, junit.as_deref(), &opts),
         Command::Shell { variant, opts } => shell::shell(variant, &opts),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries(opts) => check_series::run(&opts),
@@ -36,7 +44,7 @@ fn main() {
         Err(err) => {
             host::ui::finish_all();
             eprintln!("error: {err:#}");
-            std::process::exit(2);
+            std::process::exit(results::exit::HARNESS_ERROR);
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::kernel::git;
 use crate::kernel::series::{self, Series};
 use crate::kernel::Variant;
 use crate::pipeline::{self, Settings, Workspace};
+use crate::results::exit;
 use crate::results::table::Table;
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Guest, Qemu};
@@ -120,7 +121,11 @@ fn finish(checks: Vec<Check>) -> Result<i32> {
     std::fs::create_dir_all(paths::results())?;
     std::fs::write(&out, serde_json::to_string_pretty(&checks)?)?;
     println!("\nreport: {}", out.display());
-    Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
+    Ok(if checks.iter().all(|c| c.ok) {
+        exit::AS_DECLARED
+    } else {
+        exit::NOT_AS_DECLARED
+    })
 }
 
 /// The kernel's checkpatch.pl, from the patched tree, on one patch file.

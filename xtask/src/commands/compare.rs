@@ -5,10 +5,11 @@ use crate::host::paths;
 use crate::pipeline::{self, Comparison, Workspace};
 use crate::results::report::RunReport;
 use crate::results::table::{self, Verdicts};
+use crate::results::{exit, junit};
 use anyhow::{Context, Result};
 use std::path::Path;
 
-pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
+pub fn run(opts: &RunOpts, cover_letter: bool, junit: Option<&Path>) -> Result<i32> {
     let Comparison {
         ws,
         declared,
@@ -37,6 +38,10 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
     let both = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
     std::fs::write(&json, serde_json::to_string_pretty(&both)?)?;
 
+    if let Some(file) = junit {
+        junit::write(file, &declared, &[&vanilla, &patched])?;
+        println!("JUnit: {}", file.display());
+    }
     if cover_letter {
         let body = format!("{}\n{compact}", header(&vanilla, &patched, &ws));
         write_cover_letter(&ws, &body)?;
@@ -51,10 +56,10 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
     );
     if unexpected == 0 && problems == 0 {
         println!("every scenario behaved as declared on both kernels");
-        Ok(0)
+        Ok(exit::AS_DECLARED)
     } else {
         println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
-        Ok(1)
+        Ok(exit::NOT_AS_DECLARED)
     }
 }
 

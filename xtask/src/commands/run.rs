@@ -4,12 +4,13 @@ use crate::flags::RunOpts;
 use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
-use crate::results::report;
 use crate::results::table::{self, Verdicts};
+use crate::results::{exit, junit, report};
 use crate::vm::qemu::Qemu;
 use anyhow::Result;
+use std::path::Path;
 
-pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
+pub fn run(variant: Variant, junit: Option<&Path>, opts: &RunOpts) -> Result<i32> {
     let settings = opts.settings();
     let validator = pipeline::validator()?;
     let declared = report::declared(&validator, settings.filter.as_deref())?;
@@ -29,6 +30,14 @@ pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
             .join("report.json")
             .display()
     );
+    if let Some(file) = junit {
+        junit::write(file, &declared, &[&report])?;
+        println!("JUnit: {}", file.display());
+    }
     let clean = verdicts.unexpected() == 0 && report.problems.is_empty();
-    Ok(if clean { 0 } else { 1 })
+    Ok(if clean {
+        exit::AS_DECLARED
+    } else {
+        exit::NOT_AS_DECLARED
+    })
 }

@@ -3,6 +3,7 @@
 
 mod e2e;
 mod fake_kvm;
+mod warn_on;
 
 use crate::flags::RunOpts;
 use crate::host::{paths, process::Cmd};

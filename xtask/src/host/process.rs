@@ -398,6 +398,7 @@ pub fn install_interrupt_handler() {
         kill_all();
         ui::finish_all();
         eprintln!("interrupted: stopped every QEMU and build process this run started");
+        // results::exit::INTERRUPTED (host/ cannot import results/).
         std::process::exit(130);
     });
 }

@@ -113,7 +113,10 @@ impl Guest<'_> {
     /// caller's words, so that nothing (a `quiet`) hides the KERN_WARNING
     /// lines of a splat from the console the harness reads.
     pub fn kernel_command_line(&self) -> String {
-        let words = format!("console=ttyS0 panic=-1 oops=panic {} loglevel=7", self.append);
+        let words = format!(
+            "console=ttyS0 panic=-1 oops=panic {} loglevel=7",
+            self.append
+        );
         words.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 

@@ -11,7 +11,7 @@ use crate::kernel::series::{self, Series};
 use crate::kernel::Variant;
 use crate::pipeline::{self, Settings, Workspace};
 use crate::results::ktap::Ktap;
-use crate::results::report;
+use crate::results::{exit, report};
 use crate::vm::boot::{Boot, Ending};
 use crate::vm::console::Allowlist;
 use crate::vm::initramfs::{self, Contents};
@@ -24,7 +24,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 9] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -53,6 +53,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "a broken KVM (fake QEMU: exits, aborts, firmware only, silent) falls back to TCG with its reason; a slow KVM does not",
             super::fake_kvm::check,
+        ),
+        (
+            "a WARN_ON in the patched kernel fails run, compare and check-series with the WARNING's first lines",
+            super::warn_on::check,
         ),
     ];
     let chosen: Vec<(&str, Check)> = checks
@@ -310,7 +314,7 @@ fn check_interrupt(opts: &RunOpts) -> Result<()> {
     )?;
     let status = child.wait(&run)?;
     ensure!(
-        status.code() == Some(130),
+        status.code() == Some(exit::INTERRUPTED),
         "xtask ended with {status} after SIGINT, not 130"
     );
     std::thread::sleep(Duration::from_millis(500));
