@@ -62,9 +62,9 @@ fn suite(out: &mut String, declared: &[Declared], run: &RunReport) {
             Some(_) => String::new(),
         };
         let out_text = result.map(|r| r.diagnostics.join("\n")).unwrap_or_default();
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "    <testcase classname=\"compat.{kernel}\" name=\"{}\">{body}{}</testcase>\n",
+            "    <testcase classname=\"compat.{kernel}\" name=\"{}\">{body}{}</testcase>",
             escape(&d.id),
             system_out(&format!("observed: {}\n{out_text}", observed(run, &d.id))),
         );
@@ -72,9 +72,9 @@ fn suite(out: &mut String, declared: &[Declared], run: &RunReport) {
     if !run.problems.is_empty() {
         errors += 1;
         let body = element("error", "the run had problems", &run.problems.join("\n"));
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "    <testcase classname=\"compat.{kernel}\" name=\"(run)\">{body}{}</testcase>\n",
+            "    <testcase classname=\"compat.{kernel}\" name=\"(run)\">{body}{}</testcase>",
             system_out(&format!("console log: {}", run.console_log.display()))
         );
     }
