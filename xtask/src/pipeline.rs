@@ -63,6 +63,10 @@ impl Workspace {
             .clone()
             .unwrap_or_else(paths::default_series_dir);
         let series = Series::load(&series_dir)?;
+        if let Provider::Tree(dir) = &provider {
+            // Before a whole tree is copied: refuse another release at once.
+            source::check_series_base(&source::kernel_version(dir)?)?;
+        }
         let layout = Layout::new(&provider);
         let lock = lock::lock_dir(&layout.dir)?;
         let step = Step::start(format!(
@@ -77,6 +81,14 @@ impl Workspace {
             ));
         }
         step.finish(&format!("Linux {}", imported.info.version));
+        source::check_series_base(&imported.info.version)?;
+        if imported.info.tree_state.contains("uncommitted") {
+            ui::note(&format!(
+                "{}: {} (the reports record it)",
+                provider.origin().display(),
+                imported.info.tree_state
+            ));
+        }
         let jobs = settings.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())

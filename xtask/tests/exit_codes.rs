@@ -19,7 +19,13 @@ fn a_usage_error_is_2() {
 #[test]
 fn a_filter_that_selects_nothing_is_a_harness_error_listing_the_ids() {
     let out = xtask()
-        .args(["compare", "--accel", "tcg", "--filter", "no-such-scenario-zzz"])
+        .args([
+            "compare",
+            "--accel",
+            "tcg",
+            "--filter",
+            "no-such-scenario-zzz",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -43,7 +49,10 @@ fn an_interrupt_is_130() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(child.try_wait().unwrap().is_none(), "compare ended before the interrupt");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "compare ended before the interrupt"
+    );
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -55,4 +64,37 @@ fn an_interrupt_is_130() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn a_tree_of_another_release_is_refused_before_anything_is_built() {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("Makefile"),
+        "VERSION = 6\nPATCHLEVEL = 13\nSUBLEVEL = 0\nEXTRAVERSION =\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(tree.path().join("arch/x86")).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = xtask()
+        .args(["build", "--kernel-src"])
+        .arg(tree.path())
+        .env("CARGO_TARGET_DIR", target.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("this series is against 6.12; the tree is 6.13.0"),
+        "{stderr}"
+    );
+    assert!(
+        !target.path().join("kernel").exists()
+            || std::fs::read_dir(target.path().join("kernel")).unwrap().all(|e| {
+                !e.unwrap().path().join("vanilla/src/Makefile").exists()
+            }),
+        "the tree was imported"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
 }

@@ -96,8 +96,13 @@ fn header(vanilla: &RunReport, patched: &RunReport, ws: &Workspace) -> String {
     let origin = Path::new(&ws.source.origin)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
+    let tree = if ws.source.tree_state.contains("uncommitted") {
+        format!("source tree: {}\n", ws.source.tree_state)
+    } else {
+        String::new()
+    };
     format!(
-        "Linux {} ({} {})\n{} patches (series {}), config {}\nQEMU {}.{}.{} {} -cpu {}\n",
+        "Linux {} ({} {})\n{tree}{} patches (series {}), config {}\nQEMU {}.{}.{} {} -cpu {}\n",
         ws.source.version,
         ws.source.provider,
         origin.unwrap_or_default(),

@@ -20,6 +20,7 @@ fn report(variant: Variant, ktap: &str, problems: &[&str]) -> RunReport {
             version: "6.12.117".into(),
             tree_id: "t".into(),
             commit: "c".into(),
+            tree_state: "release tarball".into(),
         },
         series_hash: String::new(),
         kernel: Kernel {
