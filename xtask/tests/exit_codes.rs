@@ -91,9 +91,9 @@ fn a_tree_of_another_release_is_refused_before_anything_is_built() {
     );
     assert!(
         !target.path().join("kernel").exists()
-            || std::fs::read_dir(target.path().join("kernel")).unwrap().all(|e| {
-                !e.unwrap().path().join("vanilla/src/Makefile").exists()
-            }),
+            || std::fs::read_dir(target.path().join("kernel"))
+                .unwrap()
+                .all(|e| { !e.unwrap().path().join("vanilla/src/Makefile").exists() }),
         "the tree was imported"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
