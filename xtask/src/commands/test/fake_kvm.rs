@@ -27,12 +27,12 @@ const MODES: [Mode; 5] = [
     Mode {
         name: "exits 1 with a message",
         under_kvm: "echo 'qemu-system-x86_64: -accel kvm: failed to initialize kvm: Permission denied' >&2; exit 1",
-        reason: Some("exit code 1 before the guest kernel printed a line; QEMU said: -accel kvm: failed to initialize kvm: Permission denied"),
+        reason: Some("QEMU ended (exit code 1) before the guest kernel printed a line; QEMU said: -accel kvm: failed to initialize kvm: Permission denied"),
     },
     Mode {
         name: "aborts (SIGABRT) as QEMU 7.2 -cpu host on AMD",
         under_kvm: "echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2; kill -ABRT $$",
-        reason: Some("killed by SIGABRT before the guest kernel printed a line; QEMU said: error: failed to set MSR 0x10a to 0x69"),
+        reason: Some("QEMU ended (killed by SIGABRT) before the guest kernel printed a line; QEMU said: error: failed to set MSR 0x10a to 0x69"),
     },
     Mode {
         name: "prints a firmware banner then hangs",
