@@ -10,7 +10,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Compat-mode kernel patches: build, boot, compare"
+    about = "Compat-mode kernel patches: build, boot, compare",
+    after_help = "Exit codes: 0 every scenario as declared (or the check passed); 1 a scenario not as declared, a run problem or a splat; 2 a harness or build error; 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,6 +30,9 @@ pub enum Command {
         /// (a .tar.gz that replays it with bash, coreutils and QEMU only).
         #[arg(long)]
         bundle: bool,
+        /// Also write the results as JUnit XML (one testcase per scenario and kernel).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         #[command(flatten)]
         opts: RunOpts,
     },
@@ -55,6 +59,9 @@ pub enum Command {
     Run {
         #[arg(long, value_enum, default_value_t = Variant::Patched)]
         variant: Variant,
+        /// Also write the results as JUnit XML (one testcase per scenario).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         #[command(flatten)]
         opts: RunOpts,
     },

@@ -24,19 +24,24 @@ fn main() {
         Command::Compare {
             cover_letter,
             bundle,
+            junit,
             opts,
-        } => compare::run(&opts, cover_letter, bundle.then_some(None)),
+        } => compare::run(&opts, cover_letter, bundle.then_some(None), junit.as_deref()),
         // A bundle is the run of compare (both kernels) or run (one), packed.
         Command::Bundle {
             variant,
             output,
             opts,
         } => match variant.one() {
-            None => compare::run(&opts, false, Some(output.as_deref())),
-            Some(one) => run::run(one, &opts, Some(output.as_deref())),
+            None => compare::run(&opts, false, Some(output.as_deref()), None),
+            Some(one) => run::run(one, &opts, Some(output.as_deref()), None),
         },
         Command::Build { variant, opts } => build::run(variant, &opts),
-        Command::Run { variant, opts } => run::run(variant, &opts, None),
+        Command::Run {
+            variant,
+            junit,
+            opts,
+        } => run::run(variant, &opts, None, junit.as_deref()),
         Command::Shell { variant, opts } => shell::shell(variant, &opts),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries(opts) => check_series::run(&opts),
@@ -49,7 +54,7 @@ fn main() {
         Err(err) => {
             host::ui::finish_all();
             eprintln!("error: {err:#}");
-            std::process::exit(2);
+            std::process::exit(results::exit::HARNESS_ERROR);
         }
     }
 }

@@ -13,9 +13,10 @@ use crate::kernel::{git, Variant};
 use crate::results::bundle;
 use crate::results::ktap::Ktap;
 use crate::results::report::{self, Declared, RunReport};
-use crate::vm::accel::{self, Accel, Booted};
+use crate::vm::accel::{self, Accel, Booted, NoKvm};
+use crate::vm::console::{self, Allowlist};
 use crate::vm::initramfs::{self, Contents};
-use crate::vm::qemu::{Accelerator, Guest, Qemu, KVM_SILENCE_DEADLINE};
+use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,6 +64,10 @@ impl Workspace {
             .clone()
             .unwrap_or_else(paths::default_series_dir);
         let series = Series::load(&series_dir)?;
+        if let Provider::Tree(dir) = &provider {
+            // Before a whole tree is copied: refuse another release at once.
+            source::check_series_base(&source::kernel_version(dir)?)?;
+        }
         let layout = Layout::new(&provider);
         let lock = lock::lock_dir(&layout.dir)?;
         let step = Step::start(format!(
@@ -77,6 +82,14 @@ impl Workspace {
             ));
         }
         step.finish(&format!("Linux {}", imported.info.version));
+        source::check_series_base(&imported.info.version)?;
+        if imported.info.tree_state.contains("uncommitted") {
+            ui::note(&format!(
+                "{}: {} (the reports record it)",
+                provider.origin().display(),
+                imported.info.tree_state
+            ));
+        }
         let jobs = settings.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -234,8 +247,8 @@ pub fn validator() -> Result<PathBuf> {
     }
 }
 
-/// Boots `guest` with `--accel`'s choice, falling back from a silent KVM
-/// guest to TCG, and says so.
+/// Boots `guest` with `--accel`'s choice, falling back from a failed KVM
+/// guest to TCG, and says why in one line.
 pub fn boot(
     guest: &Guest,
     accel: Accel,
@@ -243,31 +256,63 @@ pub fn boot(
     console_log: &Path,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Booted> {
-    if accel::first_choice(accel) == Accelerator::Tcg {
-        note_smap_workaround(guest.qemu);
-    }
     let booted = accel::run_with_fallback(guest, accel, timeout, console_log, on_line)?;
-    if booted.fell_back_to_tcg {
-        ui::note(&format!(
-            "KVM guest printed nothing in {}s: KVM is not usable here, fell back to TCG (remembered until the host reboots)",
-            KVM_SILENCE_DEADLINE.as_secs()
-        ));
-        note_smap_workaround(guest.qemu);
+    match &booted.no_kvm {
+        Some(NoKvm::FailedNow(reason)) => ui::note(&format!(
+            "KVM not used: {reason}; this boot ran under TCG instead (remembered until the host reboots)"
+        )),
+        Some(NoKvm::NotTried(reason)) => note_once(
+            &KVM_NOTE,
+            &format!("KVM not used: {reason} (verdict of this host boot; `cargo xtask doctor` re-probes); TCG"),
+        ),
+        None => {}
+    }
+    if booted.accel == Accelerator::Tcg && guest.qemu.needs_smap_workaround() {
+        note_once(
+            &SMAP_NOTE,
+            &format!(
+                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
+                guest.qemu.version_text
+            ),
+        );
     }
     Ok(booted)
 }
 
-/// Says once per run that TCG guests get -cpu max,-smap on this QEMU.
-fn note_smap_workaround(qemu: &Qemu) {
-    static NOTE: std::sync::Once = std::sync::Once::new();
-    if qemu.needs_smap_workaround() {
-        NOTE.call_once(|| {
-            ui::note(&format!(
-                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
-                qemu.version_text
-            ))
-        });
-    }
+static KVM_NOTE: std::sync::Once = std::sync::Once::new();
+static SMAP_NOTE: std::sync::Once = std::sync::Once::new();
+
+/// Says `text` once per run.
+fn note_once(once: &std::sync::Once, text: &str) {
+    once.call_once(|| ui::note(text));
+}
+
+/// Fails with every splat on `console` that qemu/splat-allowlist does not
+/// name: its first lines and where the full log is.
+pub fn ensure_no_splats(console: &[String], log: &Path) -> Result<()> {
+    let allow = Allowlist::load(&paths::splat_allowlist())?;
+    let found = console::splats(console, &allow);
+    anyhow::ensure!(
+        found.is_empty(),
+        "the kernel splatted:\n  {}",
+        found
+            .iter()
+            .map(|s| s.describe(log))
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    Ok(())
+}
+
+/// Fails when a compare's run had problems (splats, timeouts, early stops).
+pub fn ensure_clean(report: &RunReport) -> Result<()> {
+    anyhow::ensure!(
+        report.problems.is_empty(),
+        "the {} run had problems:\n  {}",
+        report.variant.name(),
+        report.problems.join("\n  ")
+    );
+    Ok(())
 }
 
 /// Boots `kernel` with the validator initramfs and collects the report.
@@ -292,7 +337,8 @@ pub fn boot_validator(
     let (Booted { boot, accel, .. }, ktap) =
         boot_showing_scenarios(&guest, settings, &console_log, &step)
             .with_context(|| format!("booting the {} kernel", variant.name()))?;
-    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs);
+    let allow = Allowlist::load(&paths::splat_allowlist())?;
+    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs, &allow, &console_log);
     let clean = if problems.is_empty() {
         "clean"
     } else {

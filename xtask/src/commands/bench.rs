@@ -11,8 +11,7 @@ use crate::kernel::Variant;
 use crate::pipeline::{self, Comparison, Settings, Workspace};
 use crate::results::table::Table;
 use crate::vm::accel;
-use crate::vm::boot::{self, Ending};
-use crate::vm::qemu::{Accelerator, Guest, Qemu};
+use crate::vm::qemu::{Guest, Qemu};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -80,6 +79,8 @@ fn measure_cold(settings: &Settings, layout: &Layout, figures: &mut Vec<Figure>)
     }
     let _ = std::fs::remove_file(layout.applied_series_stamp());
     let (cold, cold_s) = timed(|| pipeline::collect(settings))?;
+    pipeline::ensure_clean(&cold.vanilla)?;
+    pipeline::ensure_clean(&cold.patched)?;
     figures.push(figure(
         "cold compare (both kernels built, both booted)",
         secs(cold_s),
@@ -111,6 +112,8 @@ struct Warm {
 
 fn measure_warm(settings: &Settings, figures: &mut Vec<Figure>) -> Result<Warm> {
     let (warm, warm_s) = timed(|| pipeline::collect(settings))?;
+    pipeline::ensure_clean(&warm.vanilla)?;
+    pipeline::ensure_clean(&warm.patched)?;
     let rebuilt = !(warm.vanilla.kernel.cached && warm.patched.kernel.cached);
     figures.push(figure(
         "warm compare, nothing changed",
@@ -256,17 +259,10 @@ fn push_boot_figures(figures: &mut Vec<Figure>, c: &Comparison) {
     }
 }
 
-/// A KVM boot when KVM really works; on a host where guests stay silent, says so.
+/// A KVM boot when KVM really works; otherwise the figure says why not.
 fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> Result<()> {
-    let why_not = if !accel::kvm_device_usable() {
-        Some("/dev/kvm not usable")
-    } else if accel::kvm_known_silent() {
-        Some("KVM guests stay silent on this host (nested KVM)")
-    } else {
-        None
-    };
-    if let Some(reason) = why_not {
-        figures.push(figure("boot (KVM)", "n/a".into(), "-", reason.into()));
+    if let Some(reason) = accel::KvmProbe::host().why_not() {
+        figures.push(figure("boot (KVM)", "n/a".into(), "-", reason));
         return Ok(());
     }
     let qemu = Qemu::find()?;
@@ -277,30 +273,25 @@ fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> R
         append: String::new(),
     };
     let log = paths::results().join("bench-kvm-console.log");
-    let boot = boot::run(
+    let booted = accel::run_with_fallback(
         &guest,
-        Accelerator::Kvm,
+        accel::Accel::Kvm,
         Duration::from_secs(120),
         &log,
         &mut |_| {},
-    )?;
-    if boot.ending == Ending::SilentKvm {
-        accel::remember_kvm_silent();
-        figures.push(figure(
-            "boot (KVM)",
-            "n/a".into(),
-            "-",
-            "KVM guest stayed silent".into(),
-        ));
-    } else {
-        figures.push(figure(
+    );
+    match booted {
+        Err(e) => figures.push(figure("boot (KVM)", "n/a".into(), "-", format!("{e:#}"))),
+        Ok(booted) => figures.push(figure(
             "boot vanilla (KVM): QEMU start to first KTAP line",
-            boot.seconds_to_first_ktap
+            booted
+                .boot
+                .seconds_to_first_ktap
                 .map(secs)
                 .unwrap_or_else(|| "none".into()),
             "-",
             String::new(),
-        ));
+        )),
     }
     Ok(())
 }
@@ -361,6 +352,8 @@ fn micro_benchmarks(
             &mut |_| {},
         )?;
         step.finish("done");
+        pipeline::ensure_no_splats(&booted.boot.console, &log)
+            .with_context(|| format!("micro-benchmarks in the {} guest", variant.name()))?;
         let place = format!("{} guest ({})", variant.name(), booted.accel.name());
         out.extend(
             booted

@@ -12,6 +12,7 @@ use crate::kernel::git;
 use crate::kernel::series::{self, Series};
 use crate::kernel::Variant;
 use crate::pipeline::{self, Settings, Workspace};
+use crate::results::exit;
 use crate::results::table::Table;
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Guest, Qemu};
@@ -120,7 +121,11 @@ fn finish(checks: Vec<Check>) -> Result<i32> {
     std::fs::create_dir_all(paths::results())?;
     std::fs::write(&out, serde_json::to_string_pretty(&checks)?)?;
     println!("\nreport: {}", out.display());
-    Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
+    Ok(if checks.iter().all(|c| c.ok) {
+        exit::AS_DECLARED
+    } else {
+        exit::NOT_AS_DECLARED
+    })
 }
 
 /// The kernel's checkpatch.pl, from the patched tree, on one patch file.
@@ -287,6 +292,19 @@ fn w1_warnings(
             .output()
             .with_context(|| format!("W=1 build of {object}"))?;
         let text = String::from_utf8_lossy(&output.stderr);
+        anyhow::ensure!(
+            output.status.success(),
+            "the W=1 build of {object} failed ({}):\n{}",
+            output.status,
+            text.lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let warnings = text
             .lines()
             .filter(|l| l.contains("warning:"))
@@ -389,6 +407,8 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
             &mut |_| {},
         )?;
         step.finish("done");
+        pipeline::ensure_no_splats(&booted.boot.console, &log)
+            .with_context(|| format!("x86 selftests on the {} kernel", variant.name()))?;
         let exits = parse_exits(&booted.boot.console);
         anyhow::ensure!(
             exits.len() == binaries.len(),

@@ -6,12 +6,19 @@ use crate::kernel::Variant;
 use crate::pipeline::{self, Comparison, Settings, Workspace};
 use crate::results::bundle;
 use crate::results::table::{self, Verdicts};
+use crate::results::{exit, junit};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// `bundle`: also write the reproduction bundle of this run, to the file
-/// given or under target/bundle/ (docs/bundle.md).
-pub fn run(opts: &RunOpts, cover_letter: bool, bundle: Option<Option<&Path>>) -> Result<i32> {
+/// given or under target/bundle/ (docs/bundle.md); `junit`: the results as
+/// JUnit XML too.
+pub fn run(
+    opts: &RunOpts,
+    cover_letter: bool,
+    bundle: Option<Option<&Path>>,
+    junit: Option<&Path>,
+) -> Result<i32> {
     let settings = opts.settings();
     let both = pipeline::collect(&settings)?;
     let Comparison {
@@ -47,6 +54,10 @@ pub fn run(opts: &RunOpts, cover_letter: bool, bundle: Option<Option<&Path>>) ->
         Some(output) => Some(write_bundle(&both, &settings, &compact, &markdown, output)?),
         None => None,
     };
+    if let Some(file) = junit {
+        junit::write(file, declared, &[vanilla, patched])?;
+        println!("JUnit: {}", file.display());
+    }
     if cover_letter {
         let name = bundle::name_of(
             &ws.source,
@@ -76,10 +87,10 @@ pub fn run(opts: &RunOpts, cover_letter: bool, bundle: Option<Option<&Path>>) ->
 fn verdict(unexpected: usize, problems: usize) -> i32 {
     if unexpected == 0 && problems == 0 {
         println!("every scenario behaved as declared on both kernels");
-        0
+        exit::AS_DECLARED
     } else {
         println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
-        1
+        exit::NOT_AS_DECLARED
     }
 }
 

@@ -2,10 +2,13 @@
 
 use crate::flags::SourceOpts;
 use crate::host::deps;
-use crate::kernel::source::Provider;
-use crate::vm::accel;
-use crate::vm::qemu::Qemu;
-use anyhow::Result;
+use crate::host::paths;
+use crate::kernel::source::{Layout, Provider};
+use crate::kernel::Variant;
+use crate::vm::accel::{self, KvmProbe, KvmVerdict};
+use crate::vm::qemu::{Guest, Qemu};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
 
 pub fn run(opts: &SourceOpts) -> Result<i32> {
     let provider = Provider::new(opts.kernel_src.as_deref(), opts.kernel_tarball.as_deref())?;
@@ -38,14 +41,7 @@ pub fn run(opts: &SourceOpts) -> Result<i32> {
         }
         Err(e) => println!("\nQEMU: not usable: {e:#}"),
     }
-    let kvm = if !accel::kvm_device_usable() {
-        "no (/dev/kvm cannot be opened read-write): TCG"
-    } else if accel::kvm_known_silent() {
-        "no: /dev/kvm opens but a guest stayed silent on this host boot (nested KVM?): TCG"
-    } else {
-        "/dev/kvm opens; the first boot checks that a guest really runs, and falls back to TCG if not"
-    };
-    println!("KVM: {kvm}");
+    println!("KVM: {}", kvm_line(&provider));
     if missing.is_empty() {
         println!("\nready: `cargo xtask compare` will build and boot both kernels.");
         Ok(0)
@@ -53,4 +49,47 @@ pub fn run(opts: &SourceOpts) -> Result<i32> {
         println!("\nmissing packages are installed by the first run when it runs as root (or with sudo).");
         Ok(1)
     }
+}
+
+/// The KVM verdict from the same probe a run uses: one tiny KVM boot of a
+/// kernel built here, which must print its first line in time.
+fn kvm_line(provider: &Provider) -> String {
+    match probe(provider) {
+        Ok(KvmVerdict::Works) => {
+            "works (a KVM guest's kernel printed its first line in time)".into()
+        }
+        Ok(KvmVerdict::Fails(reason)) => format!("not usable: {reason}; runs use TCG"),
+        Err(e) => format!("not probed: {e:#}"),
+    }
+}
+
+fn probe(provider: &Provider) -> Result<KvmVerdict> {
+    let probe = KvmProbe::host();
+    if let Some(reason) = (!probe.device_usable()).then(|| probe.why_not()).flatten() {
+        return Ok(KvmVerdict::Fails(reason));
+    }
+    let kernel = built_kernel(provider).context(
+        "no kernel built yet to boot (run `cargo xtask build --variant vanilla`, then doctor again)",
+    )?;
+    let qemu = Qemu::find()?;
+    let dir = paths::results();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let initrd = dir.join("kvm-probe.cpio");
+    accel::empty_initramfs(&initrd)?;
+    let guest = Guest {
+        qemu: &qemu,
+        kernel: &kernel,
+        initrd: &initrd,
+        append: String::new(),
+    };
+    accel::probe_kvm(&probe, &guest, &dir.join("kvm-probe-console.log"))
+}
+
+/// A vmlinux built from this source, vanilla first.
+fn built_kernel(provider: &Provider) -> Option<PathBuf> {
+    let layout = Layout::new(provider);
+    Variant::BOTH
+        .iter()
+        .map(|v| layout.build(*v).join("vmlinux"))
+        .find(|p| p.is_file())
 }

@@ -5,15 +5,21 @@ use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
 use crate::results::bundle;
-use crate::results::report;
 use crate::results::table::{self, Verdicts};
+use crate::results::{exit, junit, report};
 use crate::vm::qemu::Qemu;
 use anyhow::Result;
 use std::path::Path;
 
 /// `bundle`: also write the reproduction bundle of this run, to the file
-/// given or under target/bundle/ (docs/bundle.md).
-pub fn run(variant: Variant, opts: &RunOpts, bundle: Option<Option<&Path>>) -> Result<i32> {
+/// given or under target/bundle/ (docs/bundle.md); `junit`: the results as
+/// JUnit XML too.
+pub fn run(
+    variant: Variant,
+    opts: &RunOpts,
+    bundle: Option<Option<&Path>>,
+    junit: Option<&Path>,
+) -> Result<i32> {
     let settings = opts.settings();
     let validator = pipeline::validator()?;
     let declared = report::declared(&validator, settings.filter.as_deref())?;
@@ -57,6 +63,14 @@ pub fn run(variant: Variant, opts: &RunOpts, bundle: Option<Option<&Path>>) -> R
             path.display()
         );
     }
+    if let Some(file) = junit {
+        junit::write(file, &declared, &[&report])?;
+        println!("JUnit: {}", file.display());
+    }
     let clean = verdicts.unexpected() == 0 && report.problems.is_empty();
-    Ok(if clean { 0 } else { 1 })
+    Ok(if clean {
+        exit::AS_DECLARED
+    } else {
+        exit::NOT_AS_DECLARED
+    })
 }

@@ -2,6 +2,7 @@
 //! attached to this terminal, into busybox (initramfs/shell.list).
 
 use crate::flags::RunOpts;
+use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
 use crate::vm::accel;
@@ -50,7 +51,20 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
         ),
         Mode::Gdb => print_gdb_help(&kernel.vmlinux),
     }
-    boot::interactive(&guest, accel, extra)
+    let log = paths::results().join(format!("shell-{}-console.log", variant.name()));
+    std::fs::create_dir_all(paths::results())?;
+    let code = boot::interactive(&guest, accel, extra, &log)?;
+    // What scrolled by in the terminal is checked too: a splat fails the shell.
+    let console: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    if let Err(splat) = pipeline::ensure_no_splats(&console, &log) {
+        eprintln!("{splat:#}");
+        return Ok(1);
+    }
+    Ok(code)
 }
 
 fn print_gdb_help(vmlinux: &Path) {

@@ -2,6 +2,8 @@
 //! then the end-to-end checks of the whole pipeline on real kernels (`e2e`).
 
 mod e2e;
+mod fake_kvm;
+mod warn_on;
 
 use crate::flags::RunOpts;
 use crate::host::{paths, process::Cmd};

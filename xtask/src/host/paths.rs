@@ -37,6 +37,11 @@ pub fn bundles() -> PathBuf {
     target().join("bundle")
 }
 
+/// Console lines allowed in a guest despite looking like a splat, with reasons.
+pub fn splat_allowlist() -> PathBuf {
+    root().join("qemu").join("splat-allowlist")
+}
+
 pub fn config_fragment() -> PathBuf {
     root().join("qemu").join("kernel.config")
 }

@@ -304,8 +304,8 @@ pub enum Event {
     Line(String),
     /// Nothing arrived before the deadline.
     Quiet,
-    /// Stdout closed and the child exited with this code.
-    Ended(Option<i32>),
+    /// Stdout closed and the child ended with this status (an exit code or a signal).
+    Ended(std::process::ExitStatus),
 }
 
 /// A child whose stdout arrives line by line; killed when dropped.
@@ -362,7 +362,7 @@ impl Stream {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 };
                 forget(self.pid);
-                Ok(Event::Ended(status.code()))
+                Ok(Event::Ended(status))
             }
         }
     }
@@ -398,6 +398,7 @@ pub fn install_interrupt_handler() {
         kill_all();
         ui::finish_all();
         eprintln!("interrupted: stopped every QEMU and build process this run started");
+        // results::exit::INTERRUPTED (host/ cannot import results/).
         std::process::exit(130);
     });
 }
@@ -504,7 +505,7 @@ mod tests {
             match stream.next(deadline).unwrap() {
                 Event::Line(l) => lines.push(l),
                 Event::Quiet => panic!("no end before the deadline"),
-                Event::Ended(code) => break code,
+                Event::Ended(status) => break status.code(),
             }
         };
         assert_eq!(

@@ -101,6 +101,59 @@ pub struct SourceInfo {
     /// The vanilla commit in the import repository.
     #[serde(skip)]
     pub commit: String,
+    /// What the source was when imported: a tarball, or a `--kernel-src`
+    /// tree with its git state (a tree with uncommitted changes says so).
+    pub tree_state: String,
+}
+
+/// The kernel release the series is written against.
+pub const SERIES_BASE: &str = "6.12";
+
+/// The series applies to 6.12.y only: another release is refused before
+/// anything is built.
+pub fn check_series_base(version: &str) -> Result<()> {
+    let mut parts = version.split(['.', '-']);
+    let base = format!(
+        "{}.{}",
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default()
+    );
+    if base != SERIES_BASE {
+        bail!(
+            "this series is against {SERIES_BASE}; the tree is {version} \
+             (use Linux {SERIES_BASE}.y: Debian's linux-source-{SERIES_BASE}, a linux-{SERIES_BASE}.N tarball or a checkout of linux-{SERIES_BASE}.y)"
+        );
+    }
+    Ok(())
+}
+
+/// The state of a `--kernel-src` tree: its git commit and whether it has
+/// uncommitted changes (which are built all the same), or that it is not a
+/// git checkout.
+pub fn tree_state(dir: &Path) -> String {
+    let git_here = |args: &[&str]| git(dir).args(args).read().ok();
+    let Some(head) = git_here(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "not a git checkout (its state cannot be named)".into();
+    };
+    let head = head.trim();
+    let changes: Vec<String> = git_here(&["status", "--porcelain"])
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.get(3..).unwrap_or(l).to_string())
+        .collect();
+    match changes.len() {
+        0 => format!("git {head}, clean"),
+        n => format!(
+            "git {head} with {n} uncommitted change(s), built as they are: {}{}",
+            changes
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if n > 5 { ", ..." } else { "" }
+        ),
+    }
 }
 
 /// The on-disk layout for one source. Vanilla and patched each have `src`
@@ -172,6 +225,10 @@ pub fn import(provider: &Provider, layout: &Layout) -> Result<Imported> {
         version: kernel_version(&src)?,
         tree_id,
         commit,
+        tree_state: match provider {
+            Provider::Tree(dir) => tree_state(dir),
+            _ => format!("release tarball {}", provider.origin().display()),
+        },
     };
     Ok(Imported { info, refreshed })
 }
@@ -283,6 +340,53 @@ mod tests {
         let mk = "VERSION = 6\nPATCHLEVEL = 13\nSUBLEVEL = 0\nEXTRAVERSION = -rc3\n";
         assert_eq!(parse_version(mk).as_deref(), Some("6.13.0-rc3"));
         assert_eq!(parse_version("nothing"), None);
+    }
+
+    #[test]
+    fn only_6_12_y_is_accepted() {
+        for ok in ["6.12.117", "6.12.0", "6.12.3-rc1", "6.12"] {
+            assert!(check_series_base(ok).is_ok(), "{ok}");
+        }
+        let err = check_series_base("6.13.0").unwrap_err().to_string();
+        assert!(
+            err.starts_with("this series is against 6.12; the tree is 6.13.0"),
+            "{err}"
+        );
+        for bad in ["6.1.120", "6.6.63", "5.12.0", "6.120.0"] {
+            assert!(check_series_base(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_tree_with_uncommitted_changes_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(tree_state(dir.path()).starts_with("not a git checkout"));
+        let run = |args: &[&str]| git(dir.path()).args(args).read().unwrap();
+        run(&["init", "--quiet"]);
+        std::fs::write(dir.path().join("Makefile"), "VERSION = 6\n").unwrap();
+        run(&["add", "Makefile"]);
+        run(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "--quiet",
+            "-m",
+            "x",
+        ]);
+        assert!(
+            tree_state(dir.path()).ends_with(", clean"),
+            "{}",
+            tree_state(dir.path())
+        );
+        std::fs::write(dir.path().join("Makefile"), "VERSION = 7\n").unwrap();
+        std::fs::write(dir.path().join("new.c"), "").unwrap();
+        let state = tree_state(dir.path());
+        assert!(
+            state.contains("with 2 uncommitted change(s), built as they are: Makefile, new.c"),
+            "{state}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::kernel::series::Series;
 use crate::kernel::source::SourceInfo;
 use crate::kernel::Variant;
 use crate::results::report::{Declared, Expect, RunReport};
-use crate::vm::qemu::{self, Accelerator, Qemu, KVM_SILENCE_DEADLINE};
+use crate::vm::qemu::{self, Accelerator, Qemu, KVM_FIRST_LINE_DEADLINE};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,7 +141,7 @@ fn qemu_items(run: &Run) -> Result<Vec<Item>> {
         Item::text("qemu/timeout", format!("{}\n", run.timeout_secs)),
         Item::text(
             "qemu/kvm-deadline",
-            format!("{}\n", KVM_SILENCE_DEADLINE.as_secs()),
+            format!("{}\n", KVM_FIRST_LINE_DEADLINE.as_secs()),
         ),
     ])
 }
@@ -204,7 +204,7 @@ fn manifest_pairs(run: &Run, name: &str) -> Result<Vec<(&'static str, String)>> 
         ("accel", first.accelerator.name().to_uppercase()),
         ("cpu", first.cpu.clone()),
         ("timeout", run.timeout_secs.to_string()),
-        ("kvm_deadline", KVM_SILENCE_DEADLINE.as_secs().to_string()),
+        ("kvm_deadline", KVM_FIRST_LINE_DEADLINE.as_secs().to_string()),
     ])
 }
 

@@ -7,7 +7,7 @@ use crate::kernel::source::SourceInfo;
 use crate::kernel::Variant;
 use crate::results::ktap::{Ktap, Status};
 use crate::vm::boot::{Boot, Ending};
-use crate::vm::console;
+use crate::vm::console::{self, Allowlist};
 use crate::vm::qemu::{Accelerator, Qemu};
 use anyhow::{Context, Result};
 use contract::{list_json, Expectation};
@@ -107,34 +107,60 @@ pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>>
     parse_declared(&json).context("reading `validator --list --json`")
 }
 
-/// Why a run cannot be trusted, besides scenario results.
-pub fn run_problems(boot: &Boot, ktap: &Ktap, timeout_secs: u64) -> Vec<String> {
-    let mut problems: Vec<String> = boot
-        .console
+/// Why a run cannot be trusted, besides scenario results. A boot that
+/// ended badly carries how QEMU ended and what it said on stderr.
+pub fn run_problems(
+    boot: &Boot,
+    ktap: &Ktap,
+    timeout_secs: u64,
+    allow: &Allowlist,
+    console_log: &Path,
+) -> Vec<String> {
+    let mut problems: Vec<String> = console::splats(&boot.console, allow)
         .iter()
-        .filter(|line| console::kernel_problem(line).is_some())
-        .map(|line| format!("kernel: {}", line.trim()))
+        .map(|splat| splat.describe(console_log))
         .collect();
     let running = ktap
         .last_started
         .as_deref()
         .map(|id| format!(" while scenario {id} was running"))
         .unwrap_or_default();
+    let qemu = qemu_said(boot);
     match &boot.ending {
         Ending::TimedOut => problems.push(format!(
-            "timed out after {timeout_secs}s{running}; QEMU was killed"
+            "timed out after {timeout_secs}s{running}; QEMU was killed{qemu}"
         )),
-        Ending::SilentKvm => problems.push("KVM guest printed nothing".into()),
+        Ending::KvmFailed { reason } => problems.push(format!("KVM failed: {reason}")),
         Ending::Exited { .. } if !ktap.complete() => problems.push(format!(
-            "the guest stopped before the validator finished{running} ({} of {} results)",
+            "the guest stopped before the validator finished{running} ({} of {} results); QEMU {}{qemu}",
             ktap.results.len(),
             ktap.plan
                 .map(|p| p.to_string())
-                .unwrap_or_else(|| "?".into())
+                .unwrap_or_else(|| "?".into()),
+            boot.qemu_status,
+        )),
+        Ending::Exited { code } if *code != Some(0) => problems.push(format!(
+            "QEMU ended with {} after a complete run{qemu}",
+            boot.qemu_status
         )),
         Ending::Exited { .. } => {}
     }
     problems
+}
+
+/// `; QEMU's stderr: <its last lines>` or `; QEMU's stderr was empty`.
+fn qemu_said(boot: &Boot) -> String {
+    let lines: Vec<&str> = boot
+        .qemu_stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return "; QEMU's stderr was empty".into();
+    }
+    let last = &lines[lines.len().saturating_sub(5)..];
+    format!("; QEMU's stderr: {}", last.join(" / "))
 }
 
 #[derive(Debug, Serialize)]
@@ -170,13 +196,23 @@ impl RunReport {
 mod tests {
     use super::*;
 
+    fn none() -> Allowlist {
+        Allowlist::default()
+    }
+
+    fn log() -> &'static Path {
+        Path::new("console.log")
+    }
+
     fn boot(lines: &[&str], ending: Ending) -> Boot {
         Boot {
             ending,
             console: lines.iter().map(|s| s.to_string()).collect(),
             seconds_to_first_output: Some(0.1),
+            seconds_to_kernel: Some(0.1),
             seconds_to_first_ktap: Some(0.5),
             seconds_total: 1.0,
+            qemu_status: "exit code 0".into(),
             qemu_stderr: String::new(),
         }
     }
@@ -191,9 +227,14 @@ mod tests {
             "# Totals: pass:1",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        assert!(
-            run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60).is_empty()
-        );
+        assert!(run_problems(
+            &boot(&lines, Ending::Exited { code: Some(0) }),
+            &ktap,
+            60,
+            &none(),
+            log()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -206,8 +247,18 @@ mod tests {
             "# Totals: pass:1",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        let problems = run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 60);
-        assert_eq!(problems, ["kernel: WARNING: CPU: 0 PID: 1 at x.c:1"]);
+        let problems = run_problems(
+            &boot(&lines, Ending::Exited { code: Some(0) }),
+            &ktap,
+            60,
+            &none(),
+            log(),
+        );
+        assert_eq!(
+            problems,
+            ["kernel WARNING (line 3 of console.log):\n      | WARNING: CPU: 0 PID: 1 at x.c:1\n      \
+              | ok 1 a\n      | # Totals: pass:1"]
+        );
     }
 
     #[test]
@@ -220,10 +271,10 @@ mod tests {
             "# start hangs",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        let problems = run_problems(&boot(&lines, Ending::TimedOut), &ktap, 30);
+        let problems = run_problems(&boot(&lines, Ending::TimedOut), &ktap, 30, &none(), log());
         assert_eq!(
             problems,
-            ["timed out after 30s while scenario hangs was running; QEMU was killed"]
+            ["timed out after 30s while scenario hangs was running; QEMU was killed; QEMU's stderr was empty"]
         );
     }
 
@@ -236,12 +287,55 @@ mod tests {
             "Kernel panic - not syncing: Attempted to kill init!",
         ];
         let ktap = Ktap::parse(&lines.join("\n"));
-        let problems = run_problems(&boot(&lines, Ending::Exited { code: Some(0) }), &ktap, 30);
+        let problems = run_problems(
+            &boot(&lines, Ending::Exited { code: Some(0) }),
+            &ktap,
+            30,
+            &none(),
+            log(),
+        );
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("Kernel panic"));
         assert!(
             problems[1].contains("while scenario a was running (0 of 2 results)"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn qemu_status_and_stderr_are_part_of_every_failure() {
+        let lines = ["KTAP version 1", "1..2", "# start a"];
+        let ktap = Ktap::parse(&lines.join("\n"));
+        let mut b = boot(&lines, Ending::Exited { code: None });
+        b.qemu_status = "killed by SIGSEGV".into();
+        b.qemu_stderr = "qemu-system-x86_64: warning: x\nqemu: fatal: triple fault\n".into();
+        let problems = run_problems(&b, &ktap, 30, &none(), log());
+        assert_eq!(
+            problems,
+            ["the guest stopped before the validator finished while scenario a was running (0 of 2 results); \
+              QEMU killed by SIGSEGV; QEMU's stderr: qemu-system-x86_64: warning: x / qemu: fatal: triple fault"]
+        );
+        b.ending = Ending::TimedOut;
+        assert!(run_problems(&b, &ktap, 30, &none(), log())[0].ends_with(
+            "QEMU's stderr: qemu-system-x86_64: warning: x / qemu: fatal: triple fault"
+        ));
+        let complete = ["KTAP version 1", "1..1", "ok 1 a", "# Totals: pass:1"];
+        let mut b = boot(&complete, Ending::Exited { code: Some(1) });
+        b.qemu_status = "exit code 1".into();
+        let problems = run_problems(&b, &Ktap::parse(&complete.join("\n")), 30, &none(), log());
+        assert_eq!(
+            problems,
+            ["QEMU ended with exit code 1 after a complete run; QEMU's stderr was empty"]
+        );
+        let b = boot(
+            &[],
+            Ending::KvmFailed {
+                reason: "QEMU ended (killed by SIGABRT)".into(),
+            },
+        );
+        assert_eq!(
+            run_problems(&b, &Ktap::default(), 30, &none(), log()),
+            ["KVM failed: QEMU ended (killed by SIGABRT)"]
         );
     }
 

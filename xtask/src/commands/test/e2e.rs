@@ -9,11 +9,13 @@ use crate::host::process::Cmd;
 use crate::host::{deps, paths, ui};
 use crate::kernel::git::{self, git};
 use crate::kernel::series::{self, Series};
+use crate::kernel::source::{Layout, Provider};
 use crate::kernel::Variant;
 use crate::pipeline::{self, Settings, Workspace};
 use crate::results::ktap::Ktap;
-use crate::results::report;
+use crate::results::{exit, report};
 use crate::vm::boot::{Boot, Ending};
+use crate::vm::console::Allowlist;
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Guest, Qemu};
 use anyhow::{bail, ensure, Context, Result};
@@ -24,12 +26,16 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 11] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
         ),
         ("a second compare rebuilds nothing", check_cached),
+        (
+            "Ctrl-C during a --kernel-src build stops xtask, make and the compilers",
+            check_interrupt_kernel_src,
+        ),
         (
             "initramfs: same inputs give the same bytes",
             check_initramfs_reproducible,
@@ -53,6 +59,14 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "check-series: the series meets its quality bar",
             check_series_quality,
+        ),
+        (
+            "a broken KVM (fake QEMU: exits, aborts, firmware only, silent) falls back to TCG with its reason; a slow KVM does not",
+            super::fake_kvm::check,
+        ),
+        (
+            "a WARN_ON in the patched kernel fails run, compare and check-series with the WARNING's first lines",
+            super::warn_on::check,
         ),
     ];
     let chosen: Vec<(&str, Check)> = checks
@@ -122,12 +136,42 @@ fn run_xtask(subcommand: &[&str], opts: &RunOpts) -> Result<i32> {
 fn check_compare(opts: &RunOpts) -> Result<()> {
     let code = run_xtask(&["compare"], opts)?;
     ensure!(
-        code == 0,
+        code == exit::AS_DECLARED,
         "cargo xtask compare exited {code}: see the table above"
     );
+    // Every declared scenario has its row, no more: the table is read back
+    // from the Markdown file, the declarations from the validator itself.
+    let validator = pipeline::validator()?;
+    let declared = report::declared(&validator, opts.filter.as_deref())?;
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
-    ensure!(md.contains("| scenario |"), "compare.md has no table");
+    let rows = table_rows(&md);
+    ensure!(
+        rows.len() == declared.len(),
+        "compare.md has {} rows, `validator --list` declares {} scenarios",
+        rows.len(),
+        declared.len()
+    );
+    for d in &declared {
+        ensure!(
+            rows.iter().any(|r| r.starts_with(&format!("| {} |", d.id))),
+            "no row for {} in compare.md",
+            d.id
+        );
+    }
+    ensure!(
+        rows.iter().all(|r| r.ends_with("| as expected |")),
+        "a row is not as expected although compare exited 0"
+    );
     Ok(())
+}
+
+/// The body rows of the Markdown table (after the `|---|` line).
+fn table_rows(md: &str) -> Vec<&str> {
+    md.lines()
+        .skip_while(|l| !l.starts_with("|---"))
+        .skip(1)
+        .take_while(|l| l.starts_with("| "))
+        .collect()
 }
 
 fn check_series_quality(opts: &RunOpts) -> Result<()> {
@@ -139,17 +183,51 @@ fn check_series_quality(opts: &RunOpts) -> Result<()> {
     Ok(())
 }
 
+/// A second `compare`, as a child like the first: both kernels come from
+/// the cache (the reports say so) and no build output changed.
 fn check_cached(opts: &RunOpts) -> Result<()> {
     let ws = Workspace::open(&opts.settings())?;
+    let stamps: Vec<PathBuf> = Variant::BOTH
+        .iter()
+        .flat_map(|v| {
+            let build = ws.layout.build(*v);
+            [build.join(".xtask-build-key"), build.join("vmlinux")]
+        })
+        .collect();
+    drop(ws);
+    let before = mtimes(&stamps)?;
+    let code = run_xtask(&["compare"], opts)?;
+    ensure!(
+        code == exit::AS_DECLARED,
+        "the second compare exited {code}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        paths::results().join("compare.json"),
+    )?)?;
     for variant in Variant::BOTH {
-        let kernel = ws.kernel(variant)?;
+        let kernel = &json[variant.name()]["kernel"];
         ensure!(
-            kernel.cached,
-            "{} kernel was rebuilt with nothing changed",
+            kernel["cached"] == true,
+            "the second compare rebuilt the {} kernel (report: {kernel})",
             variant.name()
         );
     }
+    ensure!(
+        mtimes(&stamps)? == before,
+        "a build stamp or vmlinux changed during the second compare"
+    );
     Ok(())
+}
+
+fn mtimes(files: &[PathBuf]) -> Result<Vec<std::time::SystemTime>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .and_then(|m| m.modified())
+                .with_context(|| format!("reading {}", f.display()))
+        })
+        .collect()
 }
 
 fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
@@ -356,6 +434,7 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
 
     let hang = fake_guest(&ws, "hang")?;
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &hang, &settings, timeout)?;
+    let log = hang.with_extension("console.log");
     ensure!(
         boot.ending == Ending::TimedOut,
         "hung guest ended as {:?}",
@@ -365,7 +444,8 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
         took < timeout + Duration::from_secs(10),
         "hang reported after {took:?}"
     );
-    let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
+    let problems =
+        report::run_problems(&boot, &ktap, timeout.as_secs(), &Allowlist::default(), &log);
     ensure!(
         problems
             .iter()
@@ -377,8 +457,10 @@ fn check_hang_and_panic(opts: &RunOpts) -> Result<()> {
     // PID 1 exiting is a real kernel panic ("Attempted to kill init").
     let panic = fake_guest(&ws, "panic")?;
     let (boot, ktap, took) = boot_fake(&qemu, &kernel.vmlinux, &panic, &settings, timeout)?;
+    let log = panic.with_extension("console.log");
     ensure!(took < timeout, "panic reported after {took:?}");
-    let problems = report::run_problems(&boot, &ktap, timeout.as_secs());
+    let problems =
+        report::run_problems(&boot, &ktap, timeout.as_secs(), &Allowlist::default(), &log);
     ensure!(
         problems.iter().any(|p| p.contains("Kernel panic")),
         "panic not reported: {problems:?}"
@@ -417,12 +499,82 @@ fn check_interrupt(opts: &RunOpts) -> Result<()> {
     )?;
     let status = child.wait(&run)?;
     ensure!(
-        status.code() == Some(130),
+        status.code() == Some(exit::INTERRUPTED),
         "xtask ended with {status} after SIGINT, not 130"
     );
     std::thread::sleep(Duration::from_millis(500));
     ensure!(!alive(qemu), "QEMU (pid {qemu}) survived the interrupt");
     Ok(())
+}
+
+/// `xtask build --kernel-src TREE` (the imported vanilla tree, copied as a
+/// developer's tree) interrupted once make runs: exit 130, and no process
+/// left that works in the tree's build folders.
+fn check_interrupt_kernel_src(opts: &RunOpts) -> Result<()> {
+    let ws = Workspace::open(&opts.settings())?;
+    let tree = match &opts.source.kernel_src {
+        Some(tree) => tree.clone(),
+        None => ws.layout.src(Variant::Vanilla),
+    };
+    drop(ws);
+    let layout = Layout::new(&Provider::new(Some(&tree), None)?);
+    // A fresh build folder, so that make has work to do when interrupted.
+    let _ = std::fs::remove_dir_all(layout.build(Variant::Vanilla));
+    let exe = std::env::current_exe().context("finding this xtask's executable")?;
+    let cmd = Cmd::new(exe)
+        .args(["build", "--variant", "vanilla", "--kernel-src"])
+        .arg(&tree);
+    let child = cmd.spawn_silent().context("starting xtask build")?;
+    let xtask = child.pid() as i32;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while children_named(xtask, "make").is_empty() {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            child.kill();
+            bail!("xtask build --kernel-src never started make");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(xtask),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = child.wait(&cmd)?;
+    ensure!(
+        status.code() == Some(exit::INTERRUPTED),
+        "xtask build --kernel-src ended with {status} after SIGINT, not 130"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let needle = layout.dir.to_string_lossy().into_owned();
+    let left = processes_mentioning(&needle)?;
+    ensure!(
+        left.is_empty(),
+        "processes still work in {needle}: {left:?}"
+    );
+    Ok(())
+}
+
+/// Pids whose command line or working directory mentions `needle`.
+fn processes_mentioning(needle: &str) -> Result<Vec<i32>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let path = entry?.path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str()?.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        let cwd = std::fs::read_link(path.join("cwd")).unwrap_or_default();
+        if (String::from_utf8_lossy(&cmdline).contains(needle)
+            || cwd.to_string_lossy().contains(needle))
+            && alive(pid)
+        {
+            found.push(pid);
+        }
+    }
+    Ok(found)
 }
 
 /// Processes whose parent is `parent` and whose command name starts with `name`.
@@ -511,6 +663,16 @@ fn ensure_no_qemu_left(initrd: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_rows_are_the_body_of_the_markdown_table() {
+        let md = "Linux 6.12\n| scenario | v | verdict |\n|---|---|---|\n| a | pass | as expected |\n| b | (none) | UNEXPECTED |\n\ntext | x\n";
+        assert_eq!(
+            table_rows(md),
+            ["| a | pass | as expected |", "| b | (none) | UNEXPECTED |"]
+        );
+        assert!(table_rows("no table").is_empty());
+    }
 
     #[test]
     fn breaking_a_patch_changes_only_a_context_line() {
