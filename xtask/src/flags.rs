@@ -80,7 +80,14 @@ pub enum Command {
         opts: RunOpts,
     },
     /// The series' quality checks: apply, checkpatch, every prefix builds, config matrix, selftests.
-    CheckSeries(RunOpts),
+    CheckSeries {
+        /// Only the checks whose name contains TEXT (e.g. "selftests",
+        /// "checkpatch", "prefix"); the series is always applied and built.
+        #[arg(long, value_name = "TEXT")]
+        only: Option<String>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
     /// Measure the edit-build-boot loop and compat-mode transition costs (reports, never fails on a number).
     Bench(RunOpts),
     /// Show what is installed, missing and usable (QEMU, KVM, kernel source).

@@ -44,7 +44,7 @@ fn main() {
         } => run::run(variant, &opts, None, junit.as_deref()),
         Command::Shell { variant, opts } => shell::shell(variant, &opts),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
-        Command::CheckSeries(opts) => check_series::run(&opts),
+        Command::CheckSeries { only, opts } => check_series::run(only.as_deref(), &opts),
         Command::Bench(opts) => bench::run(&opts),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),

@@ -16,7 +16,7 @@ use crate::results::exit;
 use crate::results::table::Table;
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Guest, Qemu};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ const UPSTREAM_SELFTESTS: [&str; 7] = [
 /// kselftest's exit code for "skipped".
 const KSFT_SKIP: i32 = 4;
 
+/// The start of every prefix build's check name.
+const PREFIX_BUILDS: &str = "builds with patches";
+
 #[derive(Debug, Serialize)]
 pub struct Check {
     pub name: String,
@@ -46,10 +49,13 @@ pub struct Check {
     pub detail: String,
 }
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+/// Every check, or with `only` those whose name contains it (the series is
+/// always applied and built first: every other check needs it).
+pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
     deps::ensure(&deps::needed_for_selftests())?;
     let settings = opts.settings();
     let ws = Workspace::open(&settings)?;
+    let wanted = |name: &str| only.is_none_or(|text| name.contains(text));
     let mut checks = Vec::new();
     let mut record = |name: String, result: Result<String>| {
         let (ok, detail) = match result {
@@ -78,21 +84,32 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
         return finish(checks);
     }
     for patch in &ws.series.patches {
-        record(
-            format!("checkpatch --strict {}", patch.name),
-            checkpatch(&ws, &patch.path),
-        );
+        let name = format!("checkpatch --strict {}", patch.name);
+        if wanted(&name) {
+            record(name, checkpatch(&ws, &patch.path));
+        }
     }
-    for (name, result) in prefix_builds(&ws)? {
-        record(name, result);
+    if wanted(PREFIX_BUILDS) {
+        for (name, result) in prefix_builds(&ws)? {
+            record(name, result);
+        }
     }
     for option in CONFIG_MATRIX {
-        record(format!("builds with {option}=n"), matrix_build(&ws, option));
+        let name = format!("builds with {option}=n");
+        if wanted(&name) {
+            record(name, matrix_build(&ws, option));
+        }
     }
-    record(
-        "x86 selftests: same results on both kernels, compat_mode only patched".into(),
-        selftests(&ws, &settings),
-    );
+    let name = "x86 selftests: same results on both kernels, compat_mode only patched";
+    if wanted(name) {
+        record(name.into(), selftests(&ws, &settings));
+    }
+    if checks.len() == 1 {
+        bail!(
+            "--only {:?} names no check (checkpatch, prefix, builds with, selftests)",
+            only.unwrap_or_default()
+        );
+    }
     finish(checks)
 }
 
@@ -236,7 +253,7 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
             continue;
         }
         let name = format!(
-            "builds with patches 1..{k} ({})",
+            "{PREFIX_BUILDS} 1..{k} ({})",
             ws.series.patches[k - 1].name
         );
         let failed = built.is_err();
