@@ -37,10 +37,12 @@ pub fn check(opts: &RunOpts) -> Result<()> {
             "{what} with a WARN_ON in the kernel exited {:?}, not 1:\n{text}",
             out.status.code()
         );
+        // The build is out of tree (the path reads ../src/arch/...) and
+        // the test config has no KALLSYMS (no function names).
         for needle in [
             "kernel WARNING (line",
-            "| WARNING: CPU: 0 PID: 1 at arch/x86/kernel/process_64.c",
-            "do_arch_prctl_64",
+            "| WARNING: CPU: 0 PID: ",
+            "arch/x86/kernel/process_64.c:",
         ] {
             ensure!(
                 text.contains(needle),
