@@ -1,9 +1,10 @@
 //! The v2 contract of ARCH_SET_COMPAT: a failed switch leaves the process
 //! exactly as it was (sealed vDSO, no room below 4 GiB after [vvar] moved),
-//! an address is honoured exactly or refused (0x4000, the old vDSO's own
-//! place), the cheap EALREADY comes before EBUSY, the vDSO address survives
-//! the C library's int-returning arch_prctl(), and a 64-bit mmap() that
-//! does not fit below 4 GiB in compat mode falls back above it.
+//! an address is honoured exactly or refused (0x4000, an occupied range),
+//! the cheap EALREADY comes before EBUSY, a live io_uring ring gives EBUSY,
+//! the vDSO address survives the C library's int-returning arch_prctl(),
+//! and a 64-bit mmap() that does not fit below 4 GiB in compat mode falls
+//! back above it.
 //!
 //! On vanilla each fails at `require_series` (EINVAL): without the
 //! interface there is no switch to roll back.
@@ -51,6 +52,14 @@ pub const SCENARIOS: &[Scenario] = &[
         set_native_ealready_before_ebusy,
     ),
     series(
+        "set_compat_ebusy_io_uring",
+        "ARCH_SET_COMPAT fails with EBUSY while an io_uring SQPOLL ring is alive (its thread runs in the mm)",
+        "io_uring threads are users of the mm that v1's own task walk was not meant for; the check now \
+         comes from current_is_single_threaded().",
+        "EINVAL",
+        set_compat_ebusy_io_uring,
+    ),
+    series(
         "set_compat_via_libc_int_wrapper",
         "ARCH_SET_COMPAT through glibc's int-returning arch_prctl() with the vDSO wanted at 0xc0000000 \
          returns 0 and stores 0xc0000000 through the pointer",
@@ -87,7 +96,11 @@ fn expect_rollback(c: &mut Checks, code: i32, addr: u64, want: i32) {
     c.check_because(
         r == Err(want),
         &result_reason(r),
-        format!("fails with {} (got {})", sys::errno_name(want), sys::show(r)),
+        format!(
+            "fails with {} (got {})",
+            sys::errno_name(want),
+            sys::show(r)
+        ),
     );
     if before != after {
         diag!("maps before:\n{before}maps after:\n{after}");
@@ -113,8 +126,15 @@ fn vdso64_clock_works(c: &mut Checks) {
         tv_nsec: 0,
     };
     let r = f(libc::CLOCK_MONOTONIC, &mut ts);
-    diag!("__vdso_clock_gettime = {r}, {}.{:09}", ts.tv_sec, ts.tv_nsec);
-    c.check(r == 0 && ts.tv_sec + ts.tv_nsec > 0, "the old vDSO still works");
+    diag!(
+        "__vdso_clock_gettime = {r}, {}.{:09}",
+        ts.tv_sec,
+        ts.tv_nsec
+    );
+    c.check(
+        r == 0 && ts.tv_sec + ts.tv_nsec > 0,
+        "the old vDSO still works",
+    );
 }
 
 fn rollback_sealed_vdso() -> Outcome {
@@ -149,7 +169,9 @@ fn fill_low() -> Result<(), Failure> {
         if start > prev {
             let flags = libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
             if sys::mmap_anon(prev, start - prev, flags) != Ok(prev) {
-                return Err(Failure::Fail(format!("filling {prev:#x}-{start:#x} failed")));
+                return Err(Failure::Fail(format!(
+                    "filling {prev:#x}-{start:#x} failed"
+                )));
             }
         }
         if end >= FOUR_GIB {
@@ -177,7 +199,11 @@ fn rollback_vvar_moved_no_room() -> Outcome {
     };
     ensure_because!(moved as u64 == to, "mremap", "mremap([vvar]) failed");
     let slot = sys::mmap_anon(vvar.start, len, libc::MAP_FIXED_NOREPLACE);
-    ensure_because!(slot == Ok(vvar.start), "mmap", "taking the old [vvar] slot failed");
+    ensure_because!(
+        slot == Ok(vvar.start),
+        "mmap",
+        "taking the old [vvar] slot failed"
+    );
     diag!("[vvar] moved to {to:#x}, its slot {:#x} taken", vvar.start);
     fill_low()?;
     let mut c = Checks::default();
@@ -247,10 +273,17 @@ fn set_compat_via_libc_int_wrapper() -> Outcome {
     let mut c = Checks::default();
     c.check_because(
         r == 0,
-        &if r < 0 { errno_reason(sys::errno()) } else { "nonzero".into() },
+        &if r < 0 {
+            errno_reason(sys::errno())
+        } else {
+            "nonzero".into()
+        },
         "the int result is 0",
     );
-    c.check(addr == want, format!("the vDSO text {addr:#x} is where asked"));
+    c.check(
+        addr == want,
+        format!("the vDSO text {addr:#x} is where asked"),
+    );
     let v = MappedVdso::find();
     c.check(
         v.as_ref().is_some_and(|v| v.base == want),
@@ -262,7 +295,10 @@ fn set_compat_via_libc_int_wrapper() -> Outcome {
 fn compat_mmap_4g_falls_back_high() -> Outcome {
     require_series()?;
     sys::switch_mode(sys::ARCH_SET_COMPAT, 0).map_err(|e| {
-        Failure::because(errno_reason(e), format!("ARCH_SET_COMPAT: {}", sys::errno_name(e)))
+        Failure::because(
+            errno_reason(e),
+            format!("ARCH_SET_COMPAT: {}", sys::errno_name(e)),
+        )
     })?;
     let r = sys::mmap_anon(0, FOUR_GIB, libc::MAP_NORESERVE);
     diag!("64-bit mmap(NULL, 4 GiB) in compat mode = {}", sys::show(r));
@@ -272,5 +308,34 @@ fn compat_mmap_4g_falls_back_high() -> Outcome {
         r.is_ok_and(|a| a >= FOUR_GIB),
         "lands above 4 GiB (nothing of 4 GiB fits below)",
     );
+    c.finish()
+}
+
+/// `struct io_uring_params` as 30 u32: flags at 2, sq_thread_idle at 4.
+const IORING_SETUP_SQPOLL: u32 = 2;
+
+fn set_compat_ebusy_io_uring() -> Outcome {
+    require_series()?;
+    let mut params = [0u32; 30];
+    params[2] = IORING_SETUP_SQPOLL;
+    params[4] = 1000;
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) };
+    ensure_because!(
+        fd >= 0,
+        errno_reason(sys::errno()),
+        "io_uring_setup(SQPOLL) failed: {} (CONFIG_IO_URING in the test config?)",
+        sys::errno_name(sys::errno())
+    );
+    let r = sys::switch_mode(sys::ARCH_SET_COMPAT, 0);
+    let mode = sys::get_compat();
+    unsafe { libc::close(fd as i32) };
+    diag!(
+        "with an SQPOLL ring: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}",
+        sys::show(r),
+        sys::show(mode)
+    );
+    let mut c = Checks::default();
+    c.check_because(r == Err(libc::EBUSY), &result_reason(r), "EBUSY");
+    c.check(mode == Ok(0), "still native");
     c.finish()
 }
