@@ -69,7 +69,8 @@ pub fn markdown(scenarios: &[&'static Scenario]) -> String {
          observable where one exists (the 64-bit vDSO stays `ELFCLASS64`, `[vsyscall]` stays listed, a\n\
          hint-less mmap lands at `addr>=4G`, the signal handler's return crashes with `SIGSEGV`), and with\n\
          the errno of the call they test where the call itself is all there is to observe.\n\n\
-         Series interface: `arch_prctl(ARCH_SET_COMPAT 0x2004, addr)`, `arch_prctl(ARCH_SET_NATIVE 0x2005, 0)`,\n\
+         Series interface (v2): `arch_prctl(ARCH_SET_COMPAT 0x2004, &addr)`, `arch_prctl(ARCH_SET_NATIVE 0x2005, &addr)`\n\
+         (in: the wanted vDSO text or 0; out: the new text; the call returns 0),\n\
          `arch_prctl(ARCH_GET_COMPAT 0x2006, &unsigned_long)`, `MAP_ABOVE4G 0x80`. Not covered: ENODEV with\n\
          ia32 emulation disabled (needs another kernel configuration); AT_SYSINFO_EHDR is not updated by the\n\
          switch and the ELF core class follows mm->binfmt (documented limits of the series, not checked).\n\n\

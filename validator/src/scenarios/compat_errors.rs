@@ -55,7 +55,7 @@ fn set_compat_ebusy_threads() -> Outcome {
     let t = std::thread::spawn(move || {
         let _ = rx.recv();
     });
-    let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
+    let r = sys::switch_mode(sys::ARCH_SET_COMPAT, 0);
     let g = sys::get_compat();
     diag!(
         "with 2 threads: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}",
@@ -72,7 +72,7 @@ fn set_compat_ebusy_threads() -> Outcome {
     );
     c.check(g == Ok(0), "still native");
     let (r, g) =
-        with_clone_vm_child(|| (sys::arch_prctl(sys::ARCH_SET_COMPAT, 0), sys::get_compat()))?;
+        with_clone_vm_child(|| (sys::switch_mode(sys::ARCH_SET_COMPAT, 0), sys::get_compat()))?;
     diag!(
         "with a CLONE_VM child: ARCH_SET_COMPAT = {}, ARCH_GET_COMPAT = {}",
         sys::show(r),
@@ -133,7 +133,7 @@ fn set_compat_einval_bad_addr() -> Outcome {
     let low = free_low_address(1 << 20)?;
     let mut c = Checks::default();
     for addr in [low + 1, low + 0x800, FOUR_GIB, 0x7fff_0000_0000] {
-        let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, addr);
+        let r = sys::switch_mode(sys::ARCH_SET_COMPAT, addr);
         diag!("arch_prctl(ARCH_SET_COMPAT, {addr:#x}) = {}", sys::show(r));
         c.check(
             r == Err(libc::EINVAL),
@@ -146,7 +146,7 @@ fn set_compat_einval_bad_addr() -> Outcome {
 }
 
 fn set_compat_twice_ealready() -> Outcome {
-    let native_twice = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    let native_twice = sys::switch_mode(sys::ARCH_SET_NATIVE, 0);
     diag!("ARCH_SET_NATIVE while native = {}", sys::show(native_twice));
     ensure_because!(
         native_twice == Err(libc::EALREADY),
@@ -155,8 +155,8 @@ fn set_compat_twice_ealready() -> Outcome {
         sys::show(native_twice)
     );
     set_compat(0)?;
-    let again = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
-    let back = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    let again = sys::switch_mode(sys::ARCH_SET_COMPAT, 0);
+    let back = sys::switch_mode(sys::ARCH_SET_NATIVE, 0);
     diag!(
         "ARCH_SET_NATIVE while native = {}; ARCH_SET_COMPAT again = {}; ARCH_SET_NATIVE = {}",
         sys::show(native_twice),

@@ -266,7 +266,7 @@ fn set_compat_without_vdso() -> Outcome {
 
 fn set_native_restores() -> Outcome {
     try_set_compat(0);
-    let r = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    let r = sys::switch_mode(sys::ARCH_SET_NATIVE, 0);
     diag!("arch_prctl(ARCH_SET_NATIVE, 0) = {}", sys::show(r));
     let base = r.map_err(|e| {
         Failure::because(

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod common;
 pub mod compat_errors;
 pub mod compat_process;
+pub mod compat_rollback;
 pub mod compat_switch;
 pub mod criu;
 pub mod gate;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<&'static Scenario> {
         compat_switch::SCENARIOS,
         compat_process::SCENARIOS,
         compat_errors::SCENARIOS,
+        compat_rollback::SCENARIOS,
         bounds::SCENARIOS,
         criu::SCENARIOS,
     ]

@@ -62,7 +62,7 @@ pub fn require_series() -> Outcome {
 /// dangle, so callers must not use clock functions afterwards. Fails with
 /// the call's errno.
 pub fn set_compat(addr: u64) -> Result<u64, Failure> {
-    let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, addr);
+    let r = sys::switch_mode(sys::ARCH_SET_COMPAT, addr);
     diag!("arch_prctl(ARCH_SET_COMPAT, {addr:#x}) = {}", sys::show(r));
     r.map_err(|e| {
         Failure::because(
@@ -77,7 +77,7 @@ pub fn set_compat(addr: u64) -> Result<u64, Failure> {
 /// vanilla it fails on that state (the "before" observable), not on the
 /// missing call.
 pub fn try_set_compat(addr: u64) -> Option<u64> {
-    let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, addr);
+    let r = sys::switch_mode(sys::ARCH_SET_COMPAT, addr);
     diag!("arch_prctl(ARCH_SET_COMPAT, {addr:#x}) = {}", sys::show(r));
     if r.is_err() {
         diag!("going on without the switch: what follows is the state it should have changed");

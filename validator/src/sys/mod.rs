@@ -79,6 +79,15 @@ pub fn arch_prctl(code: i32, arg: u64) -> Result<u64, i32> {
     libc_result(unsafe { libc::syscall(libc::SYS_arch_prctl, code, arg) })
 }
 
+/// ARCH_SET_COMPAT / ARCH_SET_NATIVE: the wanted vDSO text address (0: the
+/// kernel's choice) goes in through a pointer, and the address of the new
+/// text comes back through it (the call itself returns 0), so that it
+/// survives the C library's int-returning arch_prctl().
+pub fn switch_mode(code: i32, addr: u64) -> Result<u64, i32> {
+    let mut inout = addr;
+    arch_prctl(code, &mut inout as *mut u64 as u64).map(|_| inout)
+}
+
 /// ARCH_GET_COMPAT: Ok(0 or 1) on a kernel with the series.
 pub fn get_compat() -> Result<u64, i32> {
     let mut v: u64 = 0xdead;

@@ -1,8 +1,9 @@
 //! `cargo xtask check-series`: what an upstream reviewer checks before
 //! reading a series. It applies; checkpatch --strict is clean; every prefix
-//! builds; it builds with IA32_EMULATION=n and CHECKPOINT_RESTORE=n; touched
-//! files gain no W=1 warnings; and the kernel's x86 selftests give the same
-//! results on both kernels, with the series' own test passing only patched.
+//! builds; it builds with IA32_EMULATION=n, CHECKPOINT_RESTORE=n and
+//! X86_X32_ABI=y; touched files gain no W=1 warnings; and the kernel's x86
+//! selftests give the same results on both kernels, with the series' own
+//! test passing only patched.
 
 use crate::flags::RunOpts;
 use crate::host::process::{self, Cmd};
@@ -21,8 +22,14 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Options switched off, one build each, on top of the test VM's fragment.
-const CONFIG_MATRIX: [&str; 2] = ["CONFIG_IA32_EMULATION", "CONFIG_CHECKPOINT_RESTORE"];
+/// One build each, on top of the test VM's fragment: options the series
+/// must build without, and X32_ABI, whose in_x32_syscall() is also true in
+/// the uprobes breakpoint trap (uprobes are in the fragment).
+const CONFIG_MATRIX: [&str; 3] = [
+    "CONFIG_IA32_EMULATION=n",
+    "CONFIG_CHECKPOINT_RESTORE=n",
+    "CONFIG_X86_X32_ABI=y",
+];
 
 /// The series' own selftest, and the upstream x86 selftests that must not
 /// change behaviour (the 64-bit ones named in the series' quality bar).
@@ -94,10 +101,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
             record(name, result);
         }
     }
-    for option in CONFIG_MATRIX {
-        let name = format!("builds with {option}=n");
+    for setting in CONFIG_MATRIX {
+        let name = format!("builds with {setting}");
         if wanted(&name) {
-            record(name, matrix_build(&ws, option));
+            record(name, matrix_build(&ws, setting));
         }
     }
     let name = "x86 selftests: same results on both kernels, compat_mode only patched";
@@ -363,25 +370,40 @@ fn compare_warnings(
     ))
 }
 
-/// The test VM's fragment with one option switched off.
-fn matrix_fragment(base: &str, option: &str) -> String {
+/// `CONFIG_X=n` or `CONFIG_X=y` split into the option and its value.
+fn matrix_setting(setting: &str) -> (&str, &str) {
+    setting
+        .split_once('=')
+        .expect("CONFIG_MATRIX entries are CONFIG_X=n or CONFIG_X=y")
+}
+
+/// The test VM's fragment with one option switched off (`=n`) or on.
+fn matrix_fragment(base: &str, setting: &str) -> String {
+    let (option, value) = matrix_setting(setting);
+    let unset = format!("# {option} is not set");
     let mut text: String = base
         .lines()
-        .filter(|l| !l.starts_with(&format!("{option}=")))
+        .filter(|l| !l.starts_with(&format!("{option}=")) && *l != unset)
         .map(|l| format!("{l}\n"))
         .collect();
-    text.push_str(&format!("# {option} is not set\n"));
+    if value == "n" {
+        text.push_str(&format!("# {option} is not set\n"));
+    } else {
+        text.push_str(&format!("{setting}\n"));
+    }
     text
 }
 
-fn matrix_build(ws: &Workspace, option: &str) -> Result<String> {
+fn matrix_build(ws: &Workspace, setting: &str) -> Result<String> {
+    let (option, value) = matrix_setting(setting);
     let name = option.trim_start_matches("CONFIG_").to_lowercase();
-    let dir = ws.layout.extra(&format!("matrix-{name}-off"));
+    let state = if value == "n" { "off" } else { "on" };
+    let dir = ws.layout.extra(&format!("matrix-{name}-{state}"));
     std::fs::create_dir_all(&dir)?;
     let base = std::fs::read_to_string(paths::config_fragment())?;
     let fragment = dir.join("fragment.config");
-    std::fs::write(&fragment, matrix_fragment(&base, option))?;
-    let what = format!("Building patched kernel with {option}=n");
+    std::fs::write(&fragment, matrix_fragment(&base, setting))?;
+    let what = format!("Building patched kernel with {setting}");
     let kernel = pipeline::build_kernel(
         &what,
         &BuildInputs {
@@ -562,9 +584,21 @@ mod tests {
     fn matrix_fragment_switches_one_option_off() {
         let f = matrix_fragment(
             "CONFIG_A=y\nCONFIG_IA32_EMULATION=y\nCONFIG_IA32_EMULATION_DEFAULT_DISABLED=y\n",
-            "CONFIG_IA32_EMULATION",
+            "CONFIG_IA32_EMULATION=n",
         );
         assert_eq!(f, "CONFIG_A=y\nCONFIG_IA32_EMULATION_DEFAULT_DISABLED=y\n# CONFIG_IA32_EMULATION is not set\n");
+    }
+
+    #[test]
+    fn matrix_fragment_switches_one_option_on() {
+        let f = matrix_fragment(
+            "CONFIG_A=y\n# CONFIG_X86_X32_ABI is not set\n",
+            "CONFIG_X86_X32_ABI=y",
+        );
+        assert_eq!(f, "CONFIG_A=y\nCONFIG_X86_X32_ABI=y\n");
+        assert!(CONFIG_MATRIX
+            .iter()
+            .all(|s| matches!(matrix_setting(s).1, "n" | "y")));
     }
 
     #[test]
