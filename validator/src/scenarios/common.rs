@@ -59,18 +59,27 @@ pub fn check_vdso32_works(c: &mut Checks) -> Result<(), Failure> {
     if elf.class() != vdso::ELFCLASS32 || v.base + v.len > FOUR_GIB {
         return Ok(());
     }
-    let vsyscall = v.symbol("__kernel_vsyscall").map_err(Failure::Fail)?;
+    let (vsyscall, got) = kernel_vsyscall(&v, nr32::GETPID, &[]).map_err(Failure::Fail)?;
     let pid = sys::getpid();
-    let out = thunks::call32(vsyscall as u32, Regs32::syscall(nr32::GETPID, &[]));
-    diag!(
-        "__kernel_vsyscall at {vsyscall:#x}: getpid from 32-bit code = {}, getpid() = {pid}",
-        out.eax as i32
-    );
+    diag!("__kernel_vsyscall at {vsyscall:#x}: getpid from 32-bit code = {got}, getpid() = {pid}");
     c.check(
-        out.eax as i32 == pid,
-        format!("__kernel_vsyscall getpid {} (want {pid})", out.eax as i32),
+        got == pid,
+        format!("__kernel_vsyscall getpid {got} (want {pid})"),
     );
     Ok(())
+}
+
+/// Makes the ia32 system call `nr` from 32-bit code through the mapped
+/// 32-bit vDSO's __kernel_vsyscall (sysenter on Intel, syscall on AMD).
+/// Returns the entry's address and eax. Prints nothing: stress calls it
+/// after every step.
+pub fn kernel_vsyscall(v: &MappedVdso, nr: u32, args: &[u32]) -> Result<(u64, i32), String> {
+    let vsyscall = v.symbol("__kernel_vsyscall")?;
+    if vsyscall >= FOUR_GIB {
+        return Err(format!("__kernel_vsyscall at {vsyscall:#x} is above 4 GiB"));
+    }
+    let out = thunks::call32(vsyscall as u32, Regs32::syscall(nr, args));
+    Ok((vsyscall, out.eax as i32))
 }
 
 /// Waits for the traced child to stop; returns the stop signal.
