@@ -39,10 +39,13 @@ fn main() {
 
 /// Does what the host command line asked; returns the exit status.
 fn run(opts: &Options) -> i32 {
-    let selected = scenarios::select(opts.filter.as_deref());
+    let selected = select(opts);
     match opts.action {
         Action::Help => println!("{USAGE}"),
-        Action::List if opts.markdown => print!("{}", catalogue::markdown(&selected)),
+        Action::List if opts.markdown => {
+            let every = scenarios::select(opts.filter.as_deref(), true);
+            print!("{}", catalogue::markdown(&every))
+        }
         Action::List if opts.json => println!("{}", catalogue::list_json(&selected)),
         Action::List => print!("{}", catalogue::list_text(&selected)),
         Action::Bench => return bench::run(),
@@ -50,4 +53,14 @@ fn run(opts: &Options) -> i32 {
         Action::Shell => unreachable!("validator.shell comes only from the kernel command line"),
     }
     0
+}
+
+/// The scenarios the options ask for; with `--stress` the stress run is
+/// configured (its seed chosen) and included.
+pub fn select(opts: &Options) -> Vec<&'static runner::Scenario> {
+    if let Some(duration) = opts.stress {
+        let workers = opts.workers.unwrap_or(options::DEFAULT_WORKERS);
+        scenarios::configure_stress(duration, opts.seed, workers);
+    }
+    scenarios::select(opts.filter.as_deref(), opts.stress.is_some())
 }

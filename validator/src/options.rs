@@ -130,7 +130,7 @@ impl Options {
                     opts.set_value(&format!("validator.{key}"), key, value)?
                 }
                 (None, key @ ("shell" | "bench")) => opts.set_flag(word, key)?,
-                (None, ("filter" | "timeout" | "stress" | "seed" | "workers")) => {
+                (None, "filter" | "timeout" | "stress" | "seed" | "workers") => {
                     return Err(OptionsError(format!("{word} needs a value ({word}=...)")))
                 }
                 _ => {
@@ -332,8 +332,14 @@ mod tests {
         let o = args("--stress 60s --seed 0x2a --workers 2").unwrap();
         assert_eq!(o.stress, Some(Duration::from_secs(60)));
         assert_eq!((o.seed, o.workers), (Some(42), Some(2)));
-        assert_eq!(args("--stress=2m").unwrap().stress, Some(Duration::from_secs(120)));
-        assert_eq!(args("--stress 90").unwrap().stress, Some(Duration::from_secs(90)));
+        assert_eq!(
+            args("--stress=2m").unwrap().stress,
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            args("--stress 90").unwrap().stress,
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(args("--stress 5 --seed 17").unwrap().seed, Some(17));
         let o = Options::from_cmdline("validator.stress=30s validator.seed=7 validator.workers=8")
             .unwrap();
@@ -354,7 +360,7 @@ mod tests {
             ("--stress 5 --workers 65", "--workers"),
         ] {
             let e = args(bad).unwrap_err().to_string();
-            let value = bad.split(' ').last().unwrap();
+            let value = bad.split(' ').next_back().unwrap();
             assert!(e.starts_with(&format!("{option}:")), "{e}");
             assert!(e.contains(&format!("`{value}`")), "{e}");
         }

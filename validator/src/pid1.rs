@@ -3,7 +3,6 @@
 //! -no-reboot). PID 1 must never exit: that panics the kernel.
 
 use crate::options::{Action, Options};
-use crate::scenarios;
 use crate::suite;
 use std::ffi::CString;
 
@@ -66,7 +65,7 @@ fn run_options(opts: &Options) -> i32 {
         Action::Bench => return crate::bench::run(),
         Action::Run | Action::List | Action::Help => {}
     }
-    suite::run(&scenarios::select(opts.filter.as_deref()), opts)
+    suite::run(&crate::select(opts), opts)
 }
 
 /// Replaces PID 1 with /bin/sh (a debugging initramfs has one); if that

@@ -1,7 +1,9 @@
 //! The scenario catalogue, in run order: upstream behaviour first (expected
-//! to pass on both kernels), then what the series adds.
+//! to pass on both kernels), then what the series adds, then what runs only
+//! when asked (the stress run).
 
 use crate::runner::Scenario;
+use std::time::Duration;
 
 pub mod bounds;
 pub mod common;
@@ -14,6 +16,7 @@ pub mod introspection;
 pub mod memory;
 pub mod series;
 pub mod signals;
+pub mod stress;
 pub mod vdso_upstream;
 
 pub fn all() -> Vec<&'static Scenario> {
@@ -34,10 +37,40 @@ pub fn all() -> Vec<&'static Scenario> {
     .collect()
 }
 
+/// Scenarios that run only when asked for (`--stress`).
+pub fn on_request() -> Vec<&'static Scenario> {
+    stress::SCENARIOS.iter().collect()
+}
+
+/// The scenarios to run or list: every one of `all()`, plus those of
+/// `on_request()` when `requested`, narrowed by the filter.
+pub fn select(filter: Option<&str>, requested: bool) -> Vec<&'static Scenario> {
+    let mut all = all();
+    if requested {
+        all.extend(on_request());
+    }
+    filter_ids(all, filter)
+}
+
+/// Prepares the stress run (chooses its seed if none was given); call
+/// before the suite forks the scenarios.
+pub fn configure_stress(duration: Duration, seed: Option<u64>, workers: u32) {
+    stress::configure(duration, seed, workers);
+}
+
+/// How long `s` may run: the per-scenario timeout, plus the stress
+/// duration for the stress run.
+pub fn time_allowed(s: &Scenario, timeout: Duration) -> Duration {
+    if s.id == stress::ID {
+        timeout + stress::extra_time()
+    } else {
+        timeout
+    }
+}
+
 /// Scenarios whose id contains one of the comma-separated patterns
 /// (`*` matches anything; an empty pattern selects everything).
-pub fn select(filter: Option<&str>) -> Vec<&'static Scenario> {
-    let all = all();
+fn filter_ids(all: Vec<&'static Scenario>, filter: Option<&str>) -> Vec<&'static Scenario> {
     let Some(filter) = filter.filter(|f| !f.is_empty()) else {
         return all;
     };
@@ -70,7 +103,7 @@ mod tests {
 
     #[test]
     fn ids_are_stable_names_and_unique() {
-        let all = all();
+        let all = select(None, true);
         let mut seen = std::collections::HashSet::new();
         for s in &all {
             assert!(
@@ -86,9 +119,18 @@ mod tests {
 
     #[test]
     fn filter_selects_by_substring_and_glob() {
-        assert_eq!(select(Some("gate_round_trip")).len(), 1);
-        assert!(select(Some("set_compat")).len() >= 4);
-        assert_eq!(select(Some("int80_*_below_4g")).len(), 3);
-        assert_eq!(select(None).len(), all().len());
+        assert_eq!(select(Some("gate_round_trip"), false).len(), 1);
+        assert!(select(Some("set_compat"), false).len() >= 4);
+        assert_eq!(select(Some("int80_*_below_4g"), false).len(), 3);
+        assert_eq!(select(None, false).len(), all().len());
+    }
+
+    #[test]
+    fn stress_runs_only_when_asked() {
+        assert!(select(None, false).iter().all(|s| s.id != stress::ID));
+        assert!(select(Some("stress_compat_mode"), false).is_empty());
+        let asked = select(Some("stress_compat_mode"), true);
+        assert_eq!(asked.iter().map(|s| s.id).collect::<Vec<_>>(), [stress::ID]);
+        assert_eq!(select(None, true).last().unwrap().id, stress::ID);
     }
 }
