@@ -77,7 +77,7 @@ pub fn collect(opts: &RunOpts) -> Result<Comparison> {
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;
     let validator = initramfs::build_validator()?;
-    let declared = report::declared(&validator, opts.filter.as_deref())?;
+    let declared = report::declared(&validator, opts)?;
     let initrd = ws.validator_initramfs(&validator)?;
     let qemu = Qemu::find()?;
 

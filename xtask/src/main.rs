@@ -126,6 +126,15 @@ pub struct RunOpts {
     /// Parallel make jobs (default: number of CPUs).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Also run the validator's stress scenario for DURATION (60s, 90, 2m), as validator.stress=.
+    #[arg(long, value_name = "DURATION")]
+    pub stress: Option<String>,
+    /// The stress run's seed (decimal or 0x hex, as a stress run prints it).
+    #[arg(long, value_name = "N", requires = "stress")]
+    pub seed: Option<String>,
+    /// Stress worker processes (validator default 4).
+    #[arg(long, value_name = "N", requires = "stress")]
+    pub workers: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]

@@ -127,11 +127,20 @@ impl Workspace {
 
 /// Kernel command line for the validator as PID 1.
 fn validator_append(opts: &RunOpts) -> String {
-    let mut append = String::new();
+    let mut words = Vec::new();
     if let Some(filter) = &opts.filter {
-        append.push_str(&format!("validator.filter={filter}"));
+        words.push(format!("validator.filter={filter}"));
     }
-    append
+    if let Some(stress) = &opts.stress {
+        words.push(format!("validator.stress={stress}"));
+    }
+    if let Some(seed) = &opts.seed {
+        words.push(format!("validator.seed={seed}"));
+    }
+    if let Some(workers) = opts.workers {
+        words.push(format!("validator.workers={workers}"));
+    }
+    words.join(" ")
 }
 
 /// Boots `kernel` with the validator initramfs and collects the report.
@@ -238,7 +247,7 @@ pub fn run_one(variant: Variant, opts: &RunOpts) -> Result<i32> {
     let ws = Workspace::open(opts)?;
     let kernel = ws.kernel(variant)?;
     let validator = initramfs::build_validator()?;
-    let declared = report::declared(&validator, opts.filter.as_deref())?;
+    let declared = report::declared(&validator, opts)?;
     let initrd = ws.validator_initramfs(&validator)?;
     let qemu = Qemu::find()?;
     let report = boot_validator(&ws, variant, kernel, &initrd, &qemu, opts)?;

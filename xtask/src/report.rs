@@ -31,11 +31,16 @@ impl Declared {
 
 /// Asks the (host-runnable) validator binary what it will run and expects,
 /// with the same filter the guest gets, so the two always agree.
-pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>> {
+/// The scenarios the run will report: the same filter, and the stress
+/// scenario only when `--stress` asks for it.
+pub fn declared(validator: &Path, opts: &crate::RunOpts) -> Result<Vec<Declared>> {
     let mut list = Command::new(validator);
     list.args(["--list", "--json"]);
-    if let Some(filter) = filter {
+    if let Some(filter) = &opts.filter {
         list.arg("--filter").arg(filter);
+    }
+    if let Some(stress) = &opts.stress {
+        list.arg("--stress").arg(stress);
     }
     let json = cmd::output(&mut list).context("asking the validator for its scenarios")?;
     serde_json::from_str(&json).context("reading `validator --list --json`")
