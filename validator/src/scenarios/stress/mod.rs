@@ -209,9 +209,9 @@ fn report(slots: &[Slot], deaths: &[Death], plan: &Plan) -> Outcome {
         }
     }
     let broken: Vec<usize> = (0..slots.len())
-        .filter(|&i| slots[i].end() == End::Broken)
+        .filter(|&i| slots[i].failures > 0)
         .collect();
-    let failures = broken.len() + deaths.len();
+    let failures = slots.iter().map(|s| s.failures).sum::<u64>() + deaths.len() as u64;
     diag!(
         "stress: {total} operations (workers: {}), {failures} invariant failure(s), seed {:#x}",
         per_worker.join(" + "),
@@ -221,7 +221,7 @@ fn report(slots: &[Slot], deaths: &[Death], plan: &Plan) -> Outcome {
         fail!(
             "invariant {} broken (worker {i}, step {}, seed {:#x})",
             slots[i].broken(),
-            slots[i].steps,
+            slots[i].first_broken_at,
             plan.seed
         );
     }

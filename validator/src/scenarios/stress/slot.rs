@@ -59,6 +59,10 @@ pub struct Slot {
     /// An `End`, written by the worker, read by the scenario process.
     end: AtomicU32,
     pub steps: u64,
+    /// Broken invariants (more than one only when probes broke them).
+    pub failures: u64,
+    /// The step of the first one.
+    pub first_broken_at: u64,
     pub by_op: [u64; Op::COUNT],
     written: u64,
     history: [Record; HISTORY],
@@ -138,10 +142,15 @@ impl Slot {
         r.finished = true;
     }
 
-    pub fn set_broken(&mut self, invariant: &str) {
+    /// Counts a broken invariant; the first one's name is kept.
+    pub fn record_broken(&mut self, invariant: &str, step: u64) {
+        self.failures += 1;
+        if self.broken[0] != 0 {
+            return;
+        }
         let n = invariant.len().min(self.broken.len() - 1);
         self.broken[..n].copy_from_slice(&invariant.as_bytes()[..n]);
-        self.set_end(End::Broken);
+        self.first_broken_at = step;
     }
 
     pub fn broken(&self) -> String {

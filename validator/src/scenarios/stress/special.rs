@@ -97,10 +97,13 @@ fn seal_in_probe(w: &mut Worker, vdso: &MapLine) -> Result<(), Broken> {
     });
     match exit {
         Exit::Code(0) | Exit::Code(SEAL_UNSUPPORTED) => Ok(()),
-        _ => Err(broken(
-            "sealed_vdso_intact",
-            format!("the mseal probe ended with {exit} (its diagnostic is above)"),
-        )),
+        _ => Err(Broken {
+            in_probe: true,
+            ..broken(
+                "sealed_vdso_intact",
+                format!("the mseal probe ended with {exit} (its diagnostic is above)"),
+            )
+        }),
     }
 }
 

@@ -32,12 +32,16 @@ pub struct Region {
 pub struct Broken {
     pub invariant: &'static str,
     pub detail: String,
+    /// Broken in a throw-away child (a probe): the worker's own process
+    /// is as its model says and may go on.
+    pub in_probe: bool,
 }
 
 pub fn broken(invariant: &'static str, detail: impl Into<String>) -> Broken {
     Broken {
         invariant,
         detail: detail.into(),
+        in_probe: false,
     }
 }
 
@@ -102,9 +106,12 @@ impl Worker {
             let outcome = ops::run(&mut self, op).and_then(|()| check::after_step(&self));
             if let Err(b) = outcome {
                 self.report(op, &b);
-                self.slot.set_broken(b.invariant);
-                self.slot.steps = self.step;
-                unsafe { libc::_exit(1) };
+                self.slot.record_broken(b.invariant, self.step);
+                if !b.in_probe {
+                    self.slot.steps = self.step;
+                    self.slot.set_end(End::Broken);
+                    unsafe { libc::_exit(1) };
+                }
             }
             self.slot.steps = self.step;
         }
