@@ -324,8 +324,10 @@ fn remap(w: &mut Worker) -> Result<(), Broken> {
         return Ok(());
     };
     let region = w.own[i];
+    // Growing shared memory would leave its tail past the end of the
+    // object (SIGBUS on access): only private anonymous regions grow.
     let (new_len, flags, target) = match w.rng.below(3) {
-        0 => (
+        0 if region.kind == Kind::PrivateAnon => (
             region.len + (1 + w.rng.below(8)) * PAGE,
             libc::MREMAP_MAYMOVE,
             0,
@@ -418,6 +420,22 @@ fn touch(w: &mut Worker) -> Result<(), Broken> {
     };
     let p = w.own[i].start as *mut u64;
     w.slot.note(p as u64, w.step);
+    // A region the worker made must still be there, writable: a kernel
+    // that moved or dropped it is caught here, not by a crash.
+    match sys::map_containing(p as u64) {
+        Some(m)
+            if m.line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|perms| perms.starts_with("rw")) => {}
+        found => {
+            let line = found.map_or("not mapped".to_string(), |m| m.line);
+            return Err(broken(
+                "own_region_mapped",
+                format!("region {:?}: {line}", w.own[i]),
+            ));
+        }
+    }
     let got = unsafe {
         p.write_volatile(w.step);
         p.read_volatile()
