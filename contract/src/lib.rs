@@ -6,11 +6,19 @@
 //! Both sides spell those words, and the JSON field names, through this
 //! crate, so that a change to the contract is a change in one place.
 //!
-//! An [`Expectation`] is an [`Outcome`] plus an optional reason. Today only
-//! `skip` carries one (`skip (why)`); the type is shaped so that `fail` can
-//! later name the observable that fails (`fail (EINVAL)`) by relaxing
-//! [`Expectation::parse`] and adding a constructor, without changing the
-//! representation or its callers.
+//! An [`Expectation`] is an [`Outcome`] plus a reason: `fail` names the
+//! observable that makes it a failure as a token ([`reason`]: `EINVAL`,
+//! `ELFCLASS64`, `addr>=4G`, `SIGSEGV`), `skip` says why in words. An
+//! [`Observation`] is the same pair for what a run produced; an
+//! expectation is met only by the same outcome with, for `fail`, the same
+//! reason, so a crash, a timeout or another errno is never the expected
+//! "before".
+//!
+//! Wire format:
+//! - `validator --list --json`: `"vanilla": "fail", "vanilla_reason":
+//!   "EINVAL"` ([`list_json`]); people read it as `fail (EINVAL)`
+//!   (docs/scenarios.md, tables).
+//! - KTAP: `not ok 4 id # reason=EINVAL` ([`ktap`]).
 
 use std::fmt;
 
@@ -56,12 +64,54 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// What a scenario declares for one kernel: an outcome and, for `skip`,
-/// the reason. `R` is the reason's string type: `&'static str` in the
-/// validator's tables, `String` where it is parsed back.
+/// Tokens that name why a scenario failed: the observable that makes it a
+/// failure, in the terms the scenario checks it.
 ///
-/// The fields are private so that only valid pairs exist: `pass` and
-/// `fail` have no reason (for now), `skip` always has one.
+/// A reason is a stable token, not a sentence: an errno name (`EINVAL`), a
+/// signal name (`SIGSEGV`), an ELF class (`ELFCLASS64`), an address
+/// relation (`addr>=4G`), a short kebab-case observable (`vsyscall-listed`).
+/// Grammar: a letter, then up to 39 of `[A-Za-z0-9_.<>=+-]`; no spaces, no
+/// `#`, so it fits unquoted in a KTAP result line and in `fail (REASON)`.
+/// Numbers that vary between runs (addresses, pids) belong in the
+/// diagnostics, not in the reason.
+pub mod reason {
+    use super::ContractError;
+
+    /// The scenario did not finish within its timeout.
+    pub const TIMEOUT: &str = "timeout";
+    /// The scenario's code panicked.
+    pub const PANIC: &str = "panic";
+    /// A failure that does not name its observable (a plain `fail!` or
+    /// check): never what a declaration may expect, so always UNEXPECTED.
+    pub const UNNAMED: &str = "unnamed";
+    /// The scenario process exited with a status that means no outcome.
+    pub const BAD_EXIT: &str = "bad-exit-status";
+
+    const MAX_LEN: usize = 40;
+
+    /// Ok if `token` follows the reason grammar; else an error quoting it.
+    pub fn check(token: &str) -> Result<(), ContractError> {
+        let mut chars = token.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.<>=+-".contains(c));
+        if first_ok && rest_ok && token.len() <= MAX_LEN {
+            Ok(())
+        } else {
+            Err(ContractError(format!(
+                "`{token}` is not a reason token: a letter, then up to {} of [A-Za-z0-9_.<>=+-] (e.g. EINVAL, SIGSEGV, addr>=4G)",
+                MAX_LEN - 1
+            )))
+        }
+    }
+}
+
+/// What a scenario declares for one kernel: an outcome and, for `fail`
+/// and `skip`, the reason. `R` is the reason's string type: `&'static str`
+/// in the validator's tables, `String` where it is parsed back.
+///
+/// The fields are private so that only valid pairs exist: `pass` has no
+/// reason; `fail` always names the observable it fails on (a token, see
+/// [`reason`]); `skip` always says why, in words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Expectation<R> {
     outcome: Outcome,
@@ -74,11 +124,15 @@ impl<R> Expectation<R> {
         outcome: Outcome::Pass,
         reason: None,
     };
-    /// Expected to fail.
-    pub const FAIL: Expectation<R> = Expectation {
-        outcome: Outcome::Fail,
-        reason: None,
-    };
+
+    /// Expected to fail on the observable `reason` (a token: `EINVAL`,
+    /// `ELFCLASS64`, ...); a failure for any other reason is unexpected.
+    pub const fn fail(reason: R) -> Expectation<R> {
+        Expectation {
+            outcome: Outcome::Fail,
+            reason: Some(reason),
+        }
+    }
 
     /// Expected to be skipped, for `reason`.
     pub const fn skip(reason: R) -> Expectation<R> {
@@ -98,45 +152,190 @@ impl<R> Expectation<R> {
         self.outcome.word()
     }
 
-    /// The reason, if this expectation carries one (today: a skip's).
+    /// The reason: a fail's token or a skip's words; none for pass.
     pub fn reason(&self) -> Option<&R> {
         self.reason.as_ref()
     }
+}
 
-    /// True if `observed` is the outcome this expectation declares.
-    pub fn is_met_by(&self, observed: Outcome) -> bool {
-        self.outcome == observed
+impl<R: AsRef<str>> Expectation<R> {
+    /// True if `observed` is what this expectation declares: the same
+    /// outcome and, for `fail`, the same reason token. A skip's reason is
+    /// prose and is not compared.
+    pub fn is_met_by<O: AsRef<str>>(&self, observed: &Observation<O>) -> bool {
+        if self.outcome != observed.outcome {
+            return false;
+        }
+        match (self.outcome, &self.reason, &observed.reason) {
+            (Outcome::Fail, Some(want), Some(got)) => want.as_ref() == got.as_ref(),
+            (Outcome::Fail, _, _) => false,
+            _ => true,
+        }
     }
 
     /// Builds an expectation from its two JSON fields: the word
-    /// (`"vanilla": "skip"`) and the reason (`"vanilla_skip_reason"`).
-    /// A skip without a reason, or a reason on `pass`/`fail`, is an error.
+    /// (`"vanilla": "fail"`) and the reason (`"vanilla_reason": "EINVAL"`).
+    /// A fail or skip without a reason, a reason on `pass`, or a fail
+    /// reason that is not a token is an error.
     pub fn parse(word: &str, reason: Option<R>) -> Result<Expectation<R>, ContractError> {
         let outcome = Outcome::from_word(word)?;
         match (outcome, reason) {
-            (Outcome::Skip, None) => Err(ContractError(
-                "expectation `skip` without a reason: every declared skip names why".into(),
+            (Outcome::Pass, None) => Ok(Expectation::PASS),
+            (Outcome::Pass, Some(_)) => Err(ContractError(
+                "expectation `pass` with a reason: only `fail` and `skip` carry one".into(),
             )),
-            (Outcome::Skip, Some(reason)) => Ok(Expectation::skip(reason)),
-            (_, Some(_)) => Err(ContractError(format!(
-                "expectation `{word}` with a reason: only `skip` carries one"
+            (_, None) => Err(ContractError(format!(
+                "expectation `{word}` without a reason: every declared {word} names why"
             ))),
-            (_, None) => Ok(Expectation {
-                outcome,
-                reason: None,
-            }),
+            (Outcome::Fail, Some(r)) => {
+                reason::check(r.as_ref())?;
+                Ok(Expectation::fail(r))
+            }
+            (Outcome::Skip, Some(r)) => Ok(Expectation::skip(r)),
         }
     }
 }
 
-/// `pass`, `fail`, or `skip (reason)`: how people read an expectation
-/// (docs/scenarios.md, tables).
+/// `pass`, `fail (EINVAL)` or `skip (reason)`: how people read an
+/// expectation (docs/scenarios.md, tables).
 impl<R: AsRef<str>> fmt::Display for Expectation<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reason {
             Some(reason) => write!(f, "{} ({})", self.word(), reason.as_ref()),
             None => f.write_str(self.word()),
         }
+    }
+}
+
+/// What a scenario run produced: an outcome and, for `fail`, the reason
+/// token it observed (for `skip`, the words it gave). Printed as a KTAP
+/// result line by [`ktap::result_line`] and read back by
+/// [`ktap::parse_result_line`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Observation<R> {
+    outcome: Outcome,
+    reason: Option<R>,
+}
+
+impl<R> Observation<R> {
+    pub const fn pass() -> Observation<R> {
+        Observation {
+            outcome: Outcome::Pass,
+            reason: None,
+        }
+    }
+
+    /// A failure on the observable `reason` (a token).
+    pub const fn fail(reason: R) -> Observation<R> {
+        Observation {
+            outcome: Outcome::Fail,
+            reason: Some(reason),
+        }
+    }
+
+    pub const fn skip(reason: R) -> Observation<R> {
+        Observation {
+            outcome: Outcome::Skip,
+            reason: Some(reason),
+        }
+    }
+
+    pub const fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    pub fn reason(&self) -> Option<&R> {
+        self.reason.as_ref()
+    }
+}
+
+/// `pass`, `fail (SIGSEGV)`, `skip (why)`: the same reading as
+/// [`Expectation`], so a table can put the two side by side.
+impl<R: AsRef<str>> fmt::Display for Observation<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reason {
+            Some(reason) => write!(f, "{} ({})", self.outcome.word(), reason.as_ref()),
+            None => f.write_str(self.outcome.word()),
+        }
+    }
+}
+
+/// KTAP result lines as the validator prints them (kernel
+/// Documentation/dev-tools/ktap.rst, "Test case result lines":
+/// `<result> <number> [<description>][ # [<directive>] [<diagnostic data>]]`).
+///
+/// - pass: `ok 3 id`
+/// - fail: `not ok 4 id # reason=EINVAL`: the reason is diagnostic data
+///   after the `#`, not a directive, so any KTAP parser reads a plain
+///   failure (ktap.rst: unknown directives fall back to ok / not ok, and
+///   `ok 5 check return code # rcode=0` is its own example of such data).
+/// - skip: `ok 5 id # SKIP why` (the standard SKIP directive).
+///
+/// A `not ok` line without `reason=` (another producer, an older
+/// validator) reads as a failure with the reason [`reason::UNNAMED`].
+pub mod ktap {
+    use super::{reason, Observation, Outcome};
+
+    /// The key of the diagnostic data that carries a failure's reason.
+    pub const REASON_KEY: &str = "reason=";
+
+    /// One parsed result line.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ResultLine {
+        pub number: u32,
+        pub id: String,
+        pub observed: Observation<String>,
+    }
+
+    /// The result line for test `number` named `id`.
+    pub fn result_line<R: AsRef<str>>(number: u32, id: &str, observed: &Observation<R>) -> String {
+        let reason = observed.reason().map(|r| r.as_ref()).unwrap_or("");
+        match observed.outcome() {
+            Outcome::Pass => format!("ok {number} {id}"),
+            Outcome::Fail => format!("not ok {number} {id} # {REASON_KEY}{reason}"),
+            Outcome::Skip => format!("ok {number} {id} # SKIP {reason}"),
+        }
+    }
+
+    /// Reads `ok N id`, `not ok N id # reason=TOKEN`, `ok N id # SKIP why`
+    /// (also `not ok ... # SKIP`); `None` if the line is not a result line.
+    /// An invalid reason token reads as [`reason::UNNAMED`].
+    pub fn parse_result_line(line: &str) -> Option<ResultLine> {
+        let (passed, rest) = match line.strip_prefix("not ok ") {
+            Some(rest) => (false, rest),
+            None => (true, line.strip_prefix("ok ")?),
+        };
+        let (number, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        let number = number.parse().ok()?;
+        let (id, data) = match rest.split_once('#') {
+            Some((id, data)) => (id.trim(), data.trim()),
+            None => (rest.trim(), ""),
+        };
+        let observed = if let Some(why) = skip_reason(data) {
+            Observation::skip(why.to_string())
+        } else if passed {
+            Observation::pass()
+        } else {
+            Observation::fail(fail_reason(data))
+        };
+        Some(ResultLine {
+            number,
+            id: id.to_string(),
+            observed,
+        })
+    }
+
+    fn skip_reason(data: &str) -> Option<&str> {
+        let head = data.get(..4)?;
+        head.eq_ignore_ascii_case("SKIP").then(|| data[4..].trim())
+    }
+
+    fn fail_reason(data: &str) -> String {
+        data.split_whitespace()
+            .find_map(|word| word.strip_prefix(REASON_KEY))
+            .filter(|token| reason::check(token).is_ok())
+            .unwrap_or(reason::UNNAMED)
+            .to_string()
     }
 }
 
@@ -177,14 +376,25 @@ pub mod list_json {
         kernel.word()
     }
 
-    /// The field holding the reason of `kernel`'s declared skip; present
-    /// only when that expectation is `skip`.
-    pub const fn skip_reason(kernel: Kernel) -> &'static str {
+    /// The field holding the reason of `kernel`'s declared `fail` (a
+    /// token: `"vanilla": "fail", "vanilla_reason": "EINVAL"`) or `skip`
+    /// (words); absent for `pass`.
+    pub const fn reason(kernel: Kernel) -> &'static str {
         match kernel {
-            Kernel::Vanilla => "vanilla_skip_reason",
-            Kernel::Patched => "patched_skip_reason",
+            Kernel::Vanilla => "vanilla_reason",
+            Kernel::Patched => "patched_reason",
         }
     }
+}
+
+/// What xtask puts into the guest's initramfs for the validator.
+pub mod initramfs {
+    /// The `--filter` of the run, verbatim (no trailing newline added or
+    /// stripped beyond one `\n`), so that the guest selects exactly what
+    /// `validator --list --json --filter` selected on the host; absent when
+    /// there is no filter. A file rather than the kernel command line,
+    /// which splits at spaces and has its own quoting.
+    pub const FILTER_FILE: &str = "/validator-filter";
 }
 
 /// A word or field that breaks the contract, with a message naming it.
@@ -229,8 +439,8 @@ mod tests {
             Ok(Expectation::PASS)
         );
         assert_eq!(
-            Expectation::parse("fail", None::<&str>),
-            Ok(Expectation::FAIL)
+            Expectation::parse("fail", Some("EINVAL")),
+            Ok(Expectation::fail("EINVAL"))
         );
         assert_eq!(
             Expectation::parse("skip", Some("no CONFIG_X")),
@@ -239,12 +449,46 @@ mod tests {
     }
 
     #[test]
-    fn skip_needs_a_reason_and_only_skip_has_one() {
+    fn fail_and_skip_need_a_reason_and_pass_has_none() {
         let e = Expectation::parse("skip", None::<&str>).unwrap_err();
-        assert!(e.to_string().contains("without a reason"), "{e}");
-        let e = Expectation::parse("fail", Some("EINVAL")).unwrap_err();
-        assert!(e.to_string().contains("`fail` with a reason"), "{e}");
+        assert!(e.to_string().contains("`skip` without a reason"), "{e}");
+        let e = Expectation::parse("fail", None::<&str>).unwrap_err();
+        assert!(e.to_string().contains("`fail` without a reason"), "{e}");
+        let e = Expectation::parse("pass", Some("EINVAL")).unwrap_err();
+        assert!(e.to_string().contains("`pass` with a reason"), "{e}");
         assert!(Expectation::parse("maybe", None::<&str>).is_err());
+    }
+
+    #[test]
+    fn fail_reason_must_be_a_token() {
+        for bad in [
+            "",
+            "got 0xfffff000",
+            "EINVAL ",
+            "4G",
+            "a#b",
+            "x".repeat(41).as_str(),
+        ] {
+            let e = Expectation::parse("fail", Some(bad)).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+        for good in [
+            "EINVAL",
+            "SIGSEGV",
+            "ELFCLASS64",
+            "addr>=4G",
+            "vsyscall-listed",
+        ] {
+            assert!(reason::check(good).is_ok(), "{good}");
+        }
+        for own in [
+            reason::TIMEOUT,
+            reason::PANIC,
+            reason::UNNAMED,
+            reason::BAD_EXIT,
+        ] {
+            assert!(reason::check(own).is_ok(), "{own}");
+        }
     }
 
     #[test]
@@ -252,31 +496,112 @@ mod tests {
         let skip: Expectation<&str> = Expectation::skip("needs CONFIG_NET");
         assert_eq!(skip.to_string(), "skip (needs CONFIG_NET)");
         assert_eq!(skip.reason(), Some(&"needs CONFIG_NET"));
-        assert_eq!(Expectation::<&str>::FAIL.to_string(), "fail");
+        assert_eq!(Expectation::fail("EINVAL").to_string(), "fail (EINVAL)");
         assert_eq!(Expectation::<String>::PASS.reason(), None);
+        assert_eq!(Observation::fail("SIGSEGV").to_string(), "fail (SIGSEGV)");
+        assert_eq!(Observation::<&str>::pass().to_string(), "pass");
     }
 
     #[test]
-    fn expectation_is_met_by_its_outcome_only() {
+    fn fail_is_met_only_by_the_declared_reason() {
+        let want = Expectation::fail("EINVAL");
+        assert!(want.is_met_by(&Observation::fail("EINVAL")));
+        for other in [
+            "ENOSYS",
+            "SIGSEGV",
+            reason::TIMEOUT,
+            reason::PANIC,
+            reason::UNNAMED,
+        ] {
+            assert!(!want.is_met_by(&Observation::fail(other)), "{other}");
+        }
+        assert!(!want.is_met_by(&Observation::<&str>::pass()));
+        assert!(!want.is_met_by(&Observation::skip("EINVAL")));
+        let crash = Expectation::fail("SIGSEGV");
+        assert!(crash.is_met_by(&Observation::fail("SIGSEGV")));
+        assert!(!crash.is_met_by(&Observation::fail("SIGILL")));
+    }
+
+    #[test]
+    fn pass_and_skip_are_met_by_their_outcome() {
+        let pass = Expectation::<&str>::PASS;
+        assert!(pass.is_met_by(&Observation::<&str>::pass()));
+        assert!(!pass.is_met_by(&Observation::fail("EINVAL")));
         let skip = Expectation::skip("why");
-        assert!(skip.is_met_by(Outcome::Skip));
-        assert!(!skip.is_met_by(Outcome::Pass));
-        assert!(Expectation::<&str>::FAIL.is_met_by(Outcome::Fail));
-        assert!(!Expectation::<&str>::FAIL.is_met_by(Outcome::Pass));
+        assert!(skip.is_met_by(&Observation::skip("other words")));
+        assert!(!skip.is_met_by(&Observation::<&str>::pass()));
+    }
+
+    #[test]
+    fn ktap_result_lines_round_trip() {
+        let cases = [
+            (Observation::pass(), "ok 3 set_compat"),
+            (
+                Observation::fail("EINVAL".to_string()),
+                "not ok 3 set_compat # reason=EINVAL",
+            ),
+            (
+                Observation::fail("addr>=4G".to_string()),
+                "not ok 3 set_compat # reason=addr>=4G",
+            ),
+            (
+                Observation::skip("no vsyscall".to_string()),
+                "ok 3 set_compat # SKIP no vsyscall",
+            ),
+        ];
+        for (observed, line) in cases {
+            assert_eq!(ktap::result_line(3, "set_compat", &observed), line);
+            let parsed = ktap::parse_result_line(line).unwrap();
+            assert_eq!((parsed.number, parsed.id.as_str()), (3, "set_compat"));
+            assert_eq!(parsed.observed, observed);
+        }
+    }
+
+    #[test]
+    fn ktap_lines_from_other_producers() {
+        let p = |l| ktap::parse_result_line(l).unwrap().observed;
+        assert_eq!(
+            p("not ok 1 x"),
+            Observation::fail(reason::UNNAMED.to_string())
+        );
+        assert_eq!(
+            p("not ok 1 x # TIMEOUT 30 seconds"),
+            Observation::fail(reason::UNNAMED.to_string())
+        );
+        assert_eq!(
+            p("not ok 1 x # reason=got 0x1"),
+            Observation::fail("got".to_string())
+        );
+        assert_eq!(
+            p("not ok 1 x # reason=0x1"),
+            Observation::fail(reason::UNNAMED.to_string())
+        );
+        assert_eq!(
+            p("not ok 1 x # SKIP later"),
+            Observation::skip("later".to_string())
+        );
+        assert_eq!(p("ok 5 check return code # rcode=0"), Observation::pass());
+        assert_eq!(
+            ktap::parse_result_line("ok 5 check return code # rcode=0")
+                .unwrap()
+                .id,
+            "check return code"
+        );
+        for not_a_result in ["# ok 1 x", "okay", "ok x y", "KTAP version 1", "1..3"] {
+            assert_eq!(
+                ktap::parse_result_line(not_a_result),
+                None,
+                "{not_a_result}"
+            );
+        }
     }
 
     #[test]
     fn list_json_field_names() {
         assert_eq!(list_json::expectation(Kernel::Vanilla), "vanilla");
         assert_eq!(list_json::expectation(Kernel::Patched), "patched");
-        assert_eq!(
-            list_json::skip_reason(Kernel::Vanilla),
-            "vanilla_skip_reason"
-        );
-        assert_eq!(
-            list_json::skip_reason(Kernel::Patched),
-            "patched_skip_reason"
-        );
+        assert_eq!(list_json::reason(Kernel::Vanilla), "vanilla_reason");
+        assert_eq!(list_json::reason(Kernel::Patched), "patched_reason");
         assert_eq!(
             [list_json::ID, list_json::DESCRIPTION, list_json::PROVES],
             ["id", "description", "proves"]

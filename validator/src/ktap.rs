@@ -2,6 +2,7 @@
 //! scenario was running if the kernel dies.
 
 use crate::runner::Observed;
+use contract::Outcome;
 use std::io::Write;
 
 pub struct Ktap {
@@ -44,23 +45,20 @@ impl Ktap {
         emit(&format!("# {id}: {text}"));
     }
 
+    /// The result line, in the contract's format (`not ok 4 id #
+    /// reason=EINVAL`, see `contract::ktap`).
     pub fn result(&mut self, id: &str, observed: &Observed) {
         self.index += 1;
-        let line = match observed {
-            Observed::Pass => {
-                self.pass += 1;
-                format!("ok {} {id}", self.index)
-            }
-            Observed::Fail => {
-                self.fail += 1;
-                format!("not ok {} {id}", self.index)
-            }
-            Observed::Skip(reason) => {
-                self.skip += 1;
-                format!("ok {} {id} # SKIP {reason}", self.index)
-            }
-        };
-        emit(&line);
+        match observed.outcome() {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Skip => self.skip += 1,
+        }
+        emit(&contract::ktap::result_line(
+            self.index as u32,
+            id,
+            observed,
+        ));
     }
 
     pub fn finish(&self) {

@@ -39,13 +39,22 @@ fn main() {
 
 /// Does what the host command line asked; returns the exit status.
 fn run(opts: &Options) -> i32 {
-    let selected = select(opts);
-    match opts.action {
-        Action::Help => println!("{USAGE}"),
-        Action::List if opts.markdown => {
-            let every = scenarios::select(opts.filter.as_deref(), true);
-            print!("{}", catalogue::markdown(&every))
+    if opts.action == Action::Help {
+        println!("{USAGE}");
+        return 0;
+    }
+    // The docs list every scenario, the stress run included.
+    let requested = opts.stress.is_some() || opts.markdown;
+    let selected = match select(opts, requested) {
+        Ok(selected) => selected,
+        Err(e) => {
+            eprintln!("validator: {e}");
+            return 2;
         }
+    };
+    match opts.action {
+        Action::Help => unreachable!("handled above"),
+        Action::List if opts.markdown => print!("{}", catalogue::markdown(&selected)),
         Action::List if opts.json => println!("{}", catalogue::list_json(&selected)),
         Action::List => print!("{}", catalogue::list_text(&selected)),
         Action::Bench => return bench::run(),
@@ -55,12 +64,12 @@ fn run(opts: &Options) -> i32 {
     0
 }
 
-/// The scenarios the options ask for; with `--stress` the stress run is
-/// configured (its seed chosen) and included.
-pub fn select(opts: &Options) -> Vec<&'static runner::Scenario> {
+/// The scenarios the options ask for, the stress run among them when
+/// `requested` (and then configured: its seed is chosen here).
+pub fn select(opts: &Options, requested: bool) -> Result<Vec<&'static runner::Scenario>, String> {
     if let Some(duration) = opts.stress {
         let workers = opts.workers.unwrap_or(options::DEFAULT_WORKERS);
         scenarios::configure_stress(duration, opts.seed, workers);
     }
-    scenarios::select(opts.filter.as_deref(), opts.stress.is_some())
+    scenarios::select(opts.filter.as_deref(), requested)
 }

@@ -1,5 +1,5 @@
 //! One `Options` type, read from argv on a host or from the kernel command
-//! line (`validator.<key>[=value]`) as PID 1. Bad input is an error that
+//! line (`validator.<key>[=value]`) and the initramfs filter file as PID 1. Bad input is an error that
 //! names the option and the value, never a silent default.
 
 use std::fmt;
@@ -18,7 +18,8 @@ pub const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter
   --seed N          the stress run's seed (decimal or 0x hex; default: random, printed)
   --workers N       stress worker processes (default 4, at most 64)
 As PID 1: kernel command line validator.filter=P, validator.timeout=S, validator.shell (exec /bin/sh), validator.bench,
-validator.stress=D, validator.seed=N, validator.workers=N";
+  validator.stress=D, validator.seed=N, validator.workers=N;
+  the filter may instead come verbatim from the file /validator-filter in the initramfs (what xtask uses)";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_WORKERS: u32 = 4;
@@ -141,6 +142,26 @@ impl Options {
             }
         }
         opts.check()
+    }
+
+    /// The options of the validator as PID 1: the kernel command line
+    /// and, if xtask put one into the initramfs, the filter file
+    /// (`contract::initramfs::FILTER_FILE`), read verbatim so that the
+    /// guest matches exactly as the host did. Both at once is an error.
+    pub fn for_guest(cmdline: &str, filter_file: Option<String>) -> Result<Options, OptionsError> {
+        let mut opts = Options::from_cmdline(cmdline)?;
+        let Some(content) = filter_file else {
+            return Ok(opts);
+        };
+        if opts.filter.is_some() {
+            return Err(OptionsError(format!(
+                "validator.filter on the kernel command line and {} in the initramfs: give one",
+                contract::initramfs::FILTER_FILE
+            )));
+        }
+        let filter = content.strip_suffix('\n').unwrap_or(&content);
+        opts.filter = Some(filter.to_string());
+        Ok(opts)
     }
 
     /// `name` is the option as the user wrote it, for messages.
@@ -393,6 +414,18 @@ mod tests {
             Action::Bench
         );
         assert_eq!(Options::from_cmdline("").unwrap(), Options::default());
+    }
+
+    #[test]
+    fn guest_filter_file_is_taken_verbatim() {
+        let o = Options::for_guest("console=ttyS0", Some("a b,c*\n".into())).unwrap();
+        assert_eq!(o.filter.as_deref(), Some("a b,c*"));
+        let o = Options::for_guest("validator.timeout=5", None).unwrap();
+        assert_eq!((o.filter, o.timeout), (None, Duration::from_secs(5)));
+        let e = Options::for_guest("validator.filter=x", Some("y".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give one"), "{e}");
     }
 
     #[test]

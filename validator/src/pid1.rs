@@ -47,7 +47,8 @@ pub fn run() -> ! {
     mount("tmpfs", "/tmp", "tmpfs");
     ensure_console();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let code = match Options::from_cmdline(&cmdline) {
+    let filter_file = std::fs::read_to_string(contract::initramfs::FILTER_FILE).ok();
+    let code = match Options::for_guest(&cmdline, filter_file) {
         Ok(opts) => run_options(&opts),
         Err(e) => {
             println!("# validator: {e}");
@@ -65,7 +66,13 @@ fn run_options(opts: &Options) -> i32 {
         Action::Bench => return crate::bench::run(),
         Action::Run | Action::List | Action::Help => {}
     }
-    suite::run(&crate::select(opts), opts)
+    match crate::select(opts, opts.stress.is_some()) {
+        Ok(selected) => suite::run(&selected, opts),
+        Err(e) => {
+            println!("# validator: {e}");
+            2
+        }
+    }
 }
 
 /// Replaces PID 1 with /bin/sh (a debugging initramfs has one); if that

@@ -11,8 +11,10 @@ use contract::Kernel;
 use serde_json::json;
 use std::time::Duration;
 
+/// The verdict: the observed outcome is the declared one and, for a
+/// declared `fail (REASON)`, the observed reason is that same token.
 pub fn matches(observed: &Observed, expected: Expect) -> bool {
-    expected.is_met_by(observed.outcome())
+    expected.is_met_by(observed)
 }
 
 pub fn kernel_release() -> String {
@@ -93,8 +95,8 @@ fn run_all(
     results
 }
 
-/// `id (observed X, declared Y)` for each result that differs from its
-/// declaration.
+/// `id (observed fail (SIGSEGV), declared fail (EINVAL))` for each result
+/// that differs from its declaration.
 fn mismatches(results: &[ScenarioResult], kernel: Kernel) -> Vec<String> {
     results
         .iter()
@@ -103,8 +105,8 @@ fn mismatches(results: &[ScenarioResult], kernel: Kernel) -> Vec<String> {
             format!(
                 "{} (observed {}, declared {})",
                 r.scenario.id,
-                r.observed.word(),
-                r.scenario.expected(kernel).word()
+                r.observed,
+                r.scenario.expected(kernel)
             )
         })
         .collect()
@@ -134,10 +136,11 @@ fn results_json(results: &[ScenarioResult], kernel: Kernel) -> String {
             let expected = r.scenario.expected(kernel);
             json!({
                 "id": r.scenario.id,
-                "observed": r.observed.word(),
+                "observed": r.observed.outcome().word(),
+                "reason": r.observed.reason(),
                 "expected": expected.word(),
+                "expected_reason": expected.reason(),
                 "matches": matches(&r.observed, expected),
-                "skip_reason": match &r.observed { Observed::Skip(s) => json!(s), _ => json!(null) },
                 "diagnostics": r.diagnostics,
             })
         })
@@ -148,4 +151,110 @@ fn results_json(results: &[ScenarioResult], kernel: Kernel) -> String {
         "results": items,
     }))
     .expect("serialize")
+}
+
+/// The verdict logic against deliberately broken scenarios: each one is
+/// declared like a real series scenario on vanilla, and each must come out
+/// as not matching its declaration (UNEXPECTED), because it passes or
+/// fails for another reason than the declared one.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{Outcome, Scenario};
+    use crate::sys::{self, FOUR_GIB, PAGE};
+    use crate::{ensure_because, fail};
+
+    /// Declared like `compat_mmap_placement` on vanilla.
+    fn declared(id: &'static str, run: fn() -> Outcome) -> &'static Scenario {
+        Box::leak(Box::new(Scenario {
+            id,
+            description: "test",
+            proves: "test",
+            vanilla: Expect::fail("addr>=4G"),
+            patched: Expect::PASS,
+            run,
+        }))
+    }
+
+    fn verdict(s: &'static Scenario) -> (bool, String) {
+        let _turn = runner::serial_for_tests();
+        let r = runner::run_one(s, Duration::from_secs(2), &mut |_| {});
+        let line = mismatches(std::slice::from_ref(&r), Kernel::Vanilla).join("");
+        (matches(&r.observed, s.vanilla), line)
+    }
+
+    fn hintless_mmap() -> u64 {
+        sys::mmap_anon(0, PAGE, 0).expect("mmap")
+    }
+
+    /// The real observable: a hint-less mmap of a 64-bit process lands
+    /// above 4 GiB on any kernel without a switched mm.
+    fn as_written() -> Outcome {
+        let a = hintless_mmap();
+        ensure_because!(a + PAGE <= FOUR_GIB, "addr>=4G", "mmap at {a:#x}");
+        Ok(())
+    }
+
+    /// The same assertion reversed: passes on vanilla.
+    fn assertion_reversed() -> Outcome {
+        let a = hintless_mmap();
+        ensure_because!(a + PAGE > FOUR_GIB, "addr>=4G", "mmap at {a:#x}");
+        Ok(())
+    }
+
+    /// Fails, but on a check that names no observable (a typo'd helper).
+    fn unnamed_failure() -> Outcome {
+        fail!("something else went wrong")
+    }
+
+    /// Fails on another observable than the declared one.
+    fn other_reason() -> Outcome {
+        crate::fail_because!("EINVAL", "the call is missing")
+    }
+
+    fn crashes() -> Outcome {
+        unsafe { std::ptr::read_volatile(0x10 as *const u8) };
+        Ok(())
+    }
+
+    fn hangs() -> Outcome {
+        loop {
+            sys::sleep_ms(100);
+        }
+    }
+
+    #[test]
+    fn the_scenario_as_written_fails_as_declared() {
+        let (ok, line) = verdict(declared("as_written", as_written));
+        assert!(ok, "{line}");
+        assert_eq!(line, "");
+    }
+
+    #[test]
+    fn a_reversed_assertion_is_unexpected() {
+        let (ok, line) = verdict(declared("reversed", assertion_reversed));
+        assert!(!ok);
+        assert_eq!(line, "reversed (observed pass, declared fail (addr>=4G))");
+    }
+
+    #[test]
+    fn another_reason_a_crash_or_a_timeout_is_unexpected() {
+        for (id, run, observed) in [
+            (
+                "unnamed",
+                unnamed_failure as fn() -> Outcome,
+                "fail (unnamed)",
+            ),
+            ("other", other_reason, "fail (EINVAL)"),
+            ("crash", crashes, "fail (SIGSEGV)"),
+            ("hang", hangs, "fail (timeout)"),
+        ] {
+            let (ok, line) = verdict(declared(id, run));
+            assert!(!ok, "{id}");
+            assert_eq!(
+                line,
+                format!("{id} (observed {observed}, declared fail (addr>=4G))")
+            );
+        }
+    }
 }

@@ -93,3 +93,52 @@ fn list_json_is_in_run_order_with_contract_fields() {
         }
     }
 }
+
+#[test]
+fn a_filter_selecting_nothing_is_an_error_listing_the_ids() {
+    for args in [
+        &["--filter", "nothing-matches"][..],
+        &["--list", "--json", "--filter", "nothing-matches"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_validator"))
+            .args(args)
+            .output()
+            .expect("run validator");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            stderr.contains("`nothing-matches` selects no scenario"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("gate_round_trip, int80_from_32bit"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn every_declared_failure_is_observed_with_its_reason_in_ktap() {
+    let (_, list) = validator(&["--list", "--json"]);
+    let declared: Value = serde_json::from_str(&list).unwrap();
+    let (_, json) = validator(&["--json"]);
+    let run: Value = serde_json::from_str(&json).unwrap();
+    let kernel = run["kernel"].as_str().unwrap().to_string();
+    let (_, ktap) = validator(&[]);
+    for s in declared.as_array().unwrap() {
+        if s[kernel.as_str()] != "fail" {
+            continue;
+        }
+        let reason = s[format!("{kernel}_reason")]
+            .as_str()
+            .expect("fail names a reason");
+        let id = s["id"].as_str().unwrap();
+        let suffix = format!(" {id} # reason={reason}");
+        assert!(
+            ktap.lines()
+                .any(|l| l.starts_with("not ok ") && l.ends_with(&suffix)),
+            "no `not ok N{suffix}` line on this {kernel} kernel"
+        );
+    }
+}

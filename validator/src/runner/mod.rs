@@ -21,29 +21,10 @@ const EXIT_PASS: i32 = 0;
 const EXIT_FAIL: i32 = 1;
 const EXIT_SKIP: i32 = 2;
 
-/// What a scenario run produced; a skip carries the reason it gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Observed {
-    Pass,
-    Fail,
-    Skip(String),
-}
-
-impl Observed {
-    /// The contract's outcome, without the skip reason.
-    pub fn outcome(&self) -> contract::Outcome {
-        match self {
-            Observed::Pass => contract::Outcome::Pass,
-            Observed::Fail => contract::Outcome::Fail,
-            Observed::Skip(_) => contract::Outcome::Skip,
-        }
-    }
-
-    /// The outcome's contract word (`pass`, `fail`, `skip`).
-    pub fn word(&self) -> &'static str {
-        self.outcome().word()
-    }
-}
+/// What a scenario run produced: the contract's observation, whose fail
+/// carries the reason token observed (a scenario's own, a signal name,
+/// `timeout`, `panic`, `unnamed`) and whose skip carries the reason given.
+pub type Observed = contract::Observation<String>;
 
 pub struct ScenarioResult {
     pub scenario: &'static Scenario,
@@ -67,7 +48,7 @@ pub fn run_one(
     };
     let reading = read_diagnostics(&child, timeout, &mut record);
     let exit = collect_exit(child.pid, &reading, timeout);
-    let observed = classify_exit(exit, reading.skip_reason, timeout, &mut record);
+    let observed = classify_exit(exit, reading.reasons, timeout, &mut record);
     ScenarioResult {
         scenario: s,
         observed,
@@ -114,6 +95,11 @@ fn run_in_child(s: &'static Scenario, diag_fd: RawFd) -> ! {
     crash::install_crash_handlers();
     let code = match std::panic::catch_unwind(s.run) {
         Ok(Ok(())) => EXIT_PASS,
+        Ok(Err(Failure::Because(reason, msg))) => {
+            diag::emit(&format!("FAIL ({reason}): {msg}"));
+            diag::send_reason(&reason);
+            EXIT_FAIL
+        }
         Ok(Err(Failure::Fail(msg))) => {
             diag::emit(&format!("FAIL: {msg}"));
             EXIT_FAIL
@@ -124,15 +110,23 @@ fn run_in_child(s: &'static Scenario, diag_fd: RawFd) -> ! {
         }
         Err(_) => {
             diag::emit("FAIL: scenario panicked");
+            diag::send_reason(contract::reason::PANIC);
             EXIT_FAIL
         }
     };
     unsafe { libc::_exit(code) };
 }
 
+/// The reasons a scenario child sent for its skip or its failure.
+#[derive(Default)]
+struct Reasons {
+    skip: Option<String>,
+    fail: Option<String>,
+}
+
 /// What the parent learned while the child's pipe was open.
 struct Reading {
-    skip_reason: Option<String>,
+    reasons: Reasons,
     /// Set once the scenario process itself has been reaped.
     exit: Option<sys::Exit>,
     timed_out: bool,
@@ -143,7 +137,7 @@ struct Reading {
 fn read_diagnostics(child: &Child, timeout: Duration, on_line: &mut dyn FnMut(&str)) -> Reading {
     let deadline = Instant::now() + timeout;
     let mut reading = Reading {
-        skip_reason: None,
+        reasons: Reasons::default(),
         exit: None,
         timed_out: false,
     };
@@ -169,7 +163,8 @@ fn read_diagnostics(child: &Child, timeout: Duration, on_line: &mut dyn FnMut(&s
         lines.push(&buf[..got as usize]);
         while let Some(line) = lines.next_line() {
             match line {
-                Line::Skip(reason) => reading.skip_reason = Some(reason),
+                Line::Skip(reason) => reading.reasons.skip = Some(reason),
+                Line::Reason(reason) => reading.reasons.fail = Some(reason),
                 Line::Diagnostic(text) => on_line(&text),
             }
         }
@@ -225,36 +220,75 @@ fn collect_exit(pid: i32, reading: &Reading, timeout: Duration) -> sys::Exit {
 }
 
 /// Turns the exit into the observed result; anything but a clean pass,
-/// fail or skip adds a diagnostic saying what happened.
+/// fail or skip adds a diagnostic saying what happened. A failure's reason
+/// is the token the scenario sent, else what ended it: the signal's name,
+/// `timeout`, or `unnamed` when the scenario named no observable.
 fn classify_exit(
     exit: sys::Exit,
-    skip_reason: Option<String>,
+    reasons: Reasons,
     timeout: Duration,
     record: &mut dyn FnMut(&str),
 ) -> Observed {
     match exit {
-        sys::Exit::Code(EXIT_PASS) => Observed::Pass,
+        sys::Exit::Code(EXIT_PASS) => Observed::pass(),
         sys::Exit::Code(EXIT_SKIP) => {
-            Observed::Skip(skip_reason.unwrap_or_else(|| "no reason given".into()))
+            Observed::skip(reasons.skip.unwrap_or_else(|| "no reason given".into()))
         }
+        sys::Exit::Code(EXIT_FAIL) => Observed::fail(checked_reason(reasons.fail, record)),
         sys::Exit::Code(c) => {
-            if c != EXIT_FAIL {
-                record(&format!("child exited with status {c}"));
-            }
-            Observed::Fail
+            record(&format!("child exited with status {c}"));
+            Observed::fail(contract::reason::BAD_EXIT.into())
         }
         sys::Exit::Signal(sig) => {
             record(&match crash_info() {
                 Some(ci) if ci.signo == sig => format!("crashed: {ci}"),
                 _ => format!("crashed: killed by {} ({sig})", sys::signal_name(sig)),
             });
-            Observed::Fail
+            Observed::fail(signal_reason(sig))
         }
         sys::Exit::TimedOut => {
             record(&format!("timed out after {} s", timeout.as_secs()));
-            Observed::Fail
+            Observed::fail(contract::reason::TIMEOUT.into())
         }
     }
+}
+
+/// The reason token a scenario sent, or `unnamed` (with a diagnostic if
+/// what it sent is not a token).
+fn checked_reason(sent: Option<String>, record: &mut dyn FnMut(&str)) -> String {
+    match sent {
+        Some(token) => match contract::reason::check(&token) {
+            Ok(()) => token,
+            Err(e) => {
+                record(&format!("scenario bug: {e}"));
+                contract::reason::UNNAMED.into()
+            }
+        },
+        None => contract::reason::UNNAMED.into(),
+    }
+}
+
+/// The reason token for death by `sig`: `SIGSEGV`, or `signal-N` for a
+/// signal without a name here.
+pub fn signal_reason(sig: i32) -> String {
+    match sys::signal_name(sig) {
+        "signal" => format!("signal-{sig}"),
+        name => name.to_string(),
+    }
+}
+
+/// The reason token for an errno: `EINVAL`, or `errno-N` for one without a
+/// name here.
+pub fn errno_reason(e: i32) -> String {
+    sys::errno_name(e).replace(' ', "-")
+}
+
+/// The crash page is per process: tests that run scenarios (here and in
+/// other modules) take turns.
+#[cfg(test)]
+pub fn serial_for_tests() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -272,11 +306,8 @@ mod tests {
         }))
     }
 
-    /// The crash page is per process: tests of this module take turns.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     fn run(id: &'static str, f: fn() -> Outcome, timeout_s: u64) -> ScenarioResult {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = serial_for_tests();
         run_one(scenario(id, f), Duration::from_secs(timeout_s), &mut |_| {})
     }
 
@@ -290,7 +321,7 @@ mod tests {
             },
             10,
         );
-        assert_eq!(r.observed, Observed::Fail);
+        assert_eq!(r.observed, Observed::fail("SIGSEGV".into()));
         let last = r.diagnostics.last().unwrap();
         assert!(last.contains("SIGSEGV at address 0x10"), "{last}");
     }
@@ -305,7 +336,7 @@ mod tests {
             },
             10,
         );
-        assert_eq!(r.observed, Observed::Fail);
+        assert_eq!(r.observed, Observed::fail("SIGILL".into()));
         assert!(
             r.diagnostics.last().unwrap().contains("SIGILL"),
             "{:?}",
@@ -327,7 +358,7 @@ mod tests {
             },
             10,
         );
-        assert_eq!(r.observed, Observed::Pass);
+        assert_eq!(r.observed, Observed::pass());
         assert!(
             start.elapsed() < Duration::from_secs(3),
             "{:?}",
@@ -344,7 +375,7 @@ mod tests {
             },
             1,
         );
-        assert_eq!(r.observed, Observed::Fail);
+        assert_eq!(r.observed, Observed::fail("timeout".into()));
         assert!(r
             .diagnostics
             .last()
@@ -362,10 +393,69 @@ mod tests {
             },
             10,
         );
-        assert_eq!(r.observed, Observed::Skip("because".into()));
+        assert_eq!(r.observed, Observed::skip("because".into()));
         assert_eq!(r.diagnostics, vec!["value 0x1234".to_string()]);
         let r = run("fail", || crate::fail!("observed {}", 7), 10);
-        assert_eq!(r.observed, Observed::Fail);
+        assert_eq!(r.observed, Observed::fail("unnamed".into()));
         assert_eq!(r.diagnostics, vec!["FAIL: observed 7".to_string()]);
+    }
+
+    #[test]
+    fn a_named_failure_reaches_the_parent_with_its_reason() {
+        let r = run(
+            "einval",
+            || crate::fail_because!("EINVAL", "call said {}", -22),
+            10,
+        );
+        assert_eq!(r.observed, Observed::fail("EINVAL".into()));
+        assert_eq!(
+            r.diagnostics,
+            vec!["FAIL (EINVAL): call said -22".to_string()]
+        );
+    }
+
+    #[test]
+    fn checks_fail_on_the_reason_of_the_first_failed_check() {
+        let r = run(
+            "checks",
+            || {
+                let mut c = Checks::default();
+                c.check(true, "fine");
+                c.check_because(false, "ELFCLASS64", "class");
+                c.check(false, "other");
+                c.finish()
+            },
+            10,
+        );
+        assert_eq!(r.observed, Observed::fail("ELFCLASS64".into()));
+        let r = run(
+            "unnamed_first",
+            || {
+                let mut c = Checks::default();
+                c.check(false, "other");
+                c.check_because(false, "ELFCLASS64", "class");
+                c.finish()
+            },
+            10,
+        );
+        assert_eq!(r.observed, Observed::fail("unnamed".into()));
+    }
+
+    #[test]
+    fn panic_bad_token_and_odd_exit_have_their_own_reasons() {
+        let r = run("panic", || panic!("boom"), 10);
+        assert_eq!(r.observed, Observed::fail("panic".into()));
+        let r = run(
+            "bad_token",
+            || crate::fail_because!("got 0x10", "free text"),
+            10,
+        );
+        assert_eq!(r.observed, Observed::fail("unnamed".into()));
+        assert!(r
+            .diagnostics
+            .iter()
+            .any(|d| d.contains("not a reason token")));
+        let r = run("exit3", || unsafe { libc::_exit(3) }, 10);
+        assert_eq!(r.observed, Observed::fail("bad-exit-status".into()));
     }
 }

@@ -7,9 +7,23 @@ use contract::Kernel;
 /// with its reason (a skip's) written in the scenario table.
 pub type Expect = contract::Expectation<&'static str>;
 
+/// Why a scenario did not pass.
 pub enum Failure {
+    /// Failed on the observable named by the reason token (`EINVAL`,
+    /// `ELFCLASS64`, `addr>=4G`, ...; see `contract::reason`), with a
+    /// message for people. The only kind of failure a declaration can
+    /// expect.
+    Because(String, String),
+    /// Failed without naming the observable: reported with the reason
+    /// `unnamed`, which no declaration expects.
     Fail(String),
     Skip(String),
+}
+
+impl Failure {
+    pub fn because(reason: impl Into<String>, message: impl Into<String>) -> Failure {
+        Failure::Because(reason.into(), message.into())
+    }
 }
 
 pub type Outcome = Result<(), Failure>;
@@ -50,6 +64,25 @@ macro_rules! ensure {
     };
 }
 
+/// Fails the scenario on the observable `reason` (a token) unless the
+/// condition holds.
+#[macro_export]
+macro_rules! ensure_because {
+    ($cond:expr, $reason:expr, $($arg:tt)*) => {
+        if !$cond {
+            return Err($crate::runner::Failure::because($reason, format!($($arg)*)));
+        }
+    };
+}
+
+/// Fails the scenario on the observable `reason` (a token).
+#[macro_export]
+macro_rules! fail_because {
+    ($reason:expr, $($arg:tt)*) => {
+        return Err($crate::runner::Failure::because($reason, format!($($arg)*)))
+    };
+}
+
 #[macro_export]
 macro_rules! fail {
     ($($arg:tt)*) => { return Err($crate::runner::Failure::Fail(format!($($arg)*))) };
@@ -61,30 +94,46 @@ macro_rules! skip {
 }
 
 /// Collects several independent checks so that every observed value is
-/// reported before the scenario fails.
+/// reported before the scenario fails. The scenario fails on the reason of
+/// the first failed check: a scenario puts the check of its declared
+/// "before" observable first.
 #[derive(Default)]
 pub struct Checks {
-    failed: Vec<String>,
+    failed: Vec<(Option<String>, String)>,
 }
 
 impl Checks {
+    /// A check that does not name an observable (its failure is `unnamed`).
     pub fn check(&mut self, ok: bool, what: impl Into<String>) {
-        let what = what.into();
-        super::diag::emit(&format!("{} {what}", if ok { "ok:" } else { "MISMATCH:" }));
+        self.record(ok, None, what.into());
+    }
+
+    /// A check whose failure is the observable `reason` (a token).
+    pub fn check_because(&mut self, ok: bool, reason: &str, what: impl Into<String>) {
+        self.record(ok, Some(reason.to_string()), what.into());
+    }
+
+    fn record(&mut self, ok: bool, reason: Option<String>, what: String) {
+        let tag = match (ok, &reason) {
+            (true, _) => "ok:".to_string(),
+            (false, Some(r)) => format!("MISMATCH ({r}):"),
+            (false, None) => "MISMATCH:".to_string(),
+        };
+        super::diag::emit(&format!("{tag} {what}"));
         if !ok {
-            self.failed.push(what);
+            self.failed.push((reason, what));
         }
     }
 
     pub fn finish(self) -> Outcome {
-        if self.failed.is_empty() {
-            Ok(())
-        } else {
-            Err(Failure::Fail(format!(
-                "{} check(s) failed: {}",
-                self.failed.len(),
-                self.failed.join("; ")
-            )))
-        }
+        let Some((reason, _)) = self.failed.first() else {
+            return Ok(());
+        };
+        let what: Vec<&str> = self.failed.iter().map(|(_, w)| w.as_str()).collect();
+        let message = format!("{} check(s) failed: {}", what.len(), what.join("; "));
+        Err(match reason {
+            Some(reason) => Failure::Because(reason.clone(), message),
+            None => Failure::Fail(message),
+        })
     }
 }

@@ -2,16 +2,17 @@
 //! stay below 4 GiB (vanilla checks them against the 64-bit TASK_SIZE).
 
 use crate::runner::{Expect, Failure, Outcome, Scenario};
+use crate::scenarios::series::{reasons, result_reason};
 use crate::sys::thunks;
 use crate::sys::{self, int80_mmap2, nr32, FOUR_GIB, PAGE};
-use crate::{diag, ensure, skip};
+use crate::{diag, ensure, ensure_because, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "int80_mmap2_hint_no_cross_4g",
         description: "int 0x80 mmap2(0xfffff000, 0x2000) never returns a mapping that crosses 4 GiB",
         proves: "32-bit code sees a truncated address for a VMA straddling 4 GiB; vanilla returns 0xfffff000.",
-        vanilla: Expect::FAIL,
+        vanilla: Expect::fail(reasons::CROSSES_4G),
         patched: Expect::PASS,
         run: int80_mmap2_hint_no_cross_4g,
     },
@@ -20,7 +21,7 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) fails with ENOMEM",
         proves: "A compat MAP_FIXED request beyond the 32-bit address space must fail, not succeed half out of \
                  reach.",
-        vanilla: Expect::FAIL,
+        vanilla: Expect::fail(reasons::CROSSES_4G),
         patched: Expect::PASS,
         run: int80_mmap2_fixed_cross_4g_enomem,
     },
@@ -29,7 +30,7 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "int 0x80 mremap growing a page at 0xffffc000 in place to 0x5000 bytes (across 4 GiB) fails \
                       with ENOMEM",
         proves: "In-place growth is the other way a compat VMA could cross 4 GiB; the bound must cover mremap too.",
-        vanilla: Expect::FAIL,
+        vanilla: Expect::fail(reasons::CROSSES_4G),
         patched: Expect::PASS,
         run: int80_mremap_cross_4g_enomem,
     },
@@ -62,9 +63,17 @@ fn maps_line(addr: Option<u64>) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
-fn ensure_enomem(r: Result<u64, i32>) -> Outcome {
-    ensure!(
+/// Passes on ENOMEM; otherwise fails on what happened instead: a mapping
+/// at `at` that crosses 4 GiB, another success, or another errno.
+fn ensure_enomem(r: Result<u64, i32>, at: u64) -> Outcome {
+    let crosses = sys::map_containing(at).is_some_and(|m| m.end > FOUR_GIB);
+    let reason = match r {
+        Ok(_) if crosses => reasons::CROSSES_4G.to_string(),
+        other => result_reason(other),
+    };
+    ensure_because!(
         r == Err(libc::ENOMEM),
+        reason,
         "got {} (want -1 ENOMEM)",
         sys::show(r)
     );
@@ -83,8 +92,9 @@ fn int80_mmap2_hint_no_cross_4g() -> Outcome {
     let end = sys::map_containing(addr)
         .map(|m| m.end)
         .unwrap_or(addr + 0x2000);
-    ensure!(
+    ensure_because!(
         addr + 0x2000 <= FOUR_GIB && end <= FOUR_GIB,
+        reasons::CROSSES_4G,
         "mapping {addr:#x}-{end:#x} crosses 4 GiB"
     );
     Ok(())
@@ -98,7 +108,7 @@ fn int80_mmap2_fixed_cross_4g_enomem() -> Outcome {
         "int 0x80 mmap2(0xfffff000, 0x2000, MAP_FIXED) = {}; maps: {line}",
         sys::show(r)
     );
-    ensure_enomem(r)
+    ensure_enomem(r, 0xffff_f000)
 }
 
 fn int80_mremap_cross_4g_enomem() -> Outcome {
@@ -122,5 +132,5 @@ fn int80_mremap_cross_4g_enomem() -> Outcome {
         "int 0x80 mremap({LOW_EDGE:#x}, 0x1000, {GROWN:#x}, 0) = {}; maps: {line}",
         sys::show(r)
     );
-    ensure_enomem(r)
+    ensure_enomem(r, LOW_EDGE)
 }

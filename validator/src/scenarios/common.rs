@@ -6,7 +6,7 @@ use crate::runner::{self, Checks, Failure, Outcome};
 use crate::sys::thunks::{self, Entry, Regs32};
 use crate::sys::vdso::{self, MappedVdso};
 use crate::sys::{self, nr32, Exit, FOUR_GIB};
-use crate::{diag, ensure};
+use crate::{diag, fail_because};
 
 /// A free, page-aligned address below 4 GiB with `len` bytes free after it.
 pub fn free_low_address(len: u64) -> Result<u64, Failure> {
@@ -33,8 +33,9 @@ pub fn check_mapped_image(c: &mut Checks, want_32bit: bool) -> Result<MappedVdso
         (vdso::ELFCLASS64, "ELFCLASS64", vdso::EM_X86_64, "EM_X86_64")
     };
     let elf = v.elf().map_err(Failure::Fail)?;
-    c.check(
+    c.check_because(
         elf.class() == class,
+        class_token(elf.class()),
         format!("EI_CLASS {} (want {class}, {class_name})", elf.class()),
     );
     c.check(
@@ -45,6 +46,16 @@ pub fn check_mapped_image(c: &mut Checks, want_32bit: bool) -> Result<MappedVdso
         ),
     );
     Ok(v)
+}
+
+/// The reason token for an observed ELF class: `ELFCLASS32`,
+/// `ELFCLASS64`, or `ELFCLASS-other`.
+pub fn class_token(class: u8) -> &'static str {
+    match class {
+        vdso::ELFCLASS32 => "ELFCLASS32",
+        vdso::ELFCLASS64 => "ELFCLASS64",
+        _ => "ELFCLASS-other",
+    }
 }
 
 /// Checks that the mapped [vdso] is an ELFCLASS32 i386 image below 4 GiB
@@ -116,11 +127,32 @@ pub fn diag_truncated_vdso_address(addr: u64) {
 const SA_RESTORER: u32 = 0x0400_0000;
 
 /// Which ia32 frame the kernel builds: rt (SA_SIGINFO) or the old sigframe.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Frame {
     Rt,
     NonRt,
 }
+
+/// The return path a 32-bit handler must be given, which decides both how
+/// the handler is installed and where its return address must point.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Restorer {
+    /// SA_RESTORER with our own restorer: the frame returns to it.
+    Own,
+    /// No SA_RESTORER and no 32-bit vDSO: the contract is the retcode the
+    /// kernel writes into the frame, so the 32-bit stack is made
+    /// executable (as a legacy ia32 program's is) and the return address
+    /// must lie in that stack.
+    Retcode,
+    /// No SA_RESTORER with the 32-bit vDSO mapped: the return address must
+    /// be the vDSO's `__kernel_rt_sigreturn` (`__kernel_sigreturn` for the
+    /// non-rt frame). The stack stays non-executable, so a kernel that
+    /// picks the retcode instead kills the task rather than passing.
+    Vdso32,
+}
+
+/// Reason token: the handler's return address is not the expected restorer.
+pub const WRONG_RESTORER: &str = "wrong-restorer";
 
 /// Installs the 32-bit recording handler for SIGUSR1 with compat
 /// rt_sigaction (int 0x80 from 64-bit code, so SA_IA32_ABI is set).
@@ -151,15 +183,66 @@ pub fn install_compat_handler(with_restorer: bool, frame: Frame) -> Result<(), i
     sys::decode_raw(r).map(|_| ())
 }
 
-/// In a child: install the compat handler, raise SIGUSR1 from 32-bit code
-/// and check what the handler recorded once control is back.
-pub fn raise_in_32bit(with_restorer: bool, frame: Frame) -> Outcome {
+/// Where the handler must return for `restorer` and `frame`, as a range
+/// `[start, end)` of acceptable return addresses, with its name; `Err`
+/// names why there is no such place (no 32-bit vDSO mapped).
+pub fn expected_restorer(restorer: Restorer, frame: Frame) -> Result<(u64, u64, String), String> {
+    match restorer {
+        Restorer::Own => {
+            let own = match frame {
+                Frame::Rt => Entry::RtRestorer32,
+                Frame::NonRt => Entry::Restorer32,
+            };
+            let a = thunks::entry(own) as u64;
+            Ok((a, a + 1, format!("our SA_RESTORER {a:#x}")))
+        }
+        Restorer::Retcode => {
+            let (start, end) = thunks::stack_range();
+            Ok((
+                start,
+                end,
+                format!("the retcode on the 32-bit stack {start:#x}-{end:#x}"),
+            ))
+        }
+        Restorer::Vdso32 => {
+            let symbol = match frame {
+                Frame::Rt => "__kernel_rt_sigreturn",
+                Frame::NonRt => "__kernel_sigreturn",
+            };
+            let v = MappedVdso::find().ok_or("no [vdso] mapped")?;
+            let elf = v.elf()?;
+            if elf.class() != vdso::ELFCLASS32 {
+                return Err(format!("the mapped [vdso] is {}", class_token(elf.class())));
+            }
+            let a = v.symbol(symbol)?;
+            Ok((a, a + 1, format!("{symbol} of the 32-bit vDSO at {a:#x}")))
+        }
+    }
+}
+
+/// Checks a recorded return address against the expected restorer; the
+/// error says what it is instead.
+pub fn check_restorer(
+    recorded: u32,
+    expected: &Result<(u64, u64, String), String>,
+) -> Result<(), String> {
+    let got = recorded as u64;
+    match expected {
+        Ok((start, end, _)) if (*start..*end).contains(&got) => Ok(()),
+        Ok((_, _, want)) => Err(format!("returned to {got:#x}, want {want}")),
+        Err(why) => Err(format!(
+            "returned to {got:#x}, but no 32-bit vDSO restorer exists: {why}"
+        )),
+    }
+}
+
+/// In a child: install the compat handler for `restorer`, raise SIGUSR1
+/// from 32-bit code and check what the handler recorded, including where
+/// it returned, once control is back. A child killed by a signal fails on
+/// that signal's name; a wrong return address on `wrong-restorer`.
+pub fn raise_in_32bit(restorer: Restorer, frame: Frame) -> Outcome {
     thunks::low();
-    if !with_restorer {
-        // Without SA_RESTORER and without a 32-bit vDSO the only correct
-        // return path is the retcode the kernel writes into the frame, as
-        // for an ia32 process booted with vdso32=0: it needs an executable
-        // stack, like legacy ia32 programs have.
+    if restorer == Restorer::Retcode {
         let r = thunks::make_stack_executable();
         diag!(
             "32-bit stack made executable: {}",
@@ -169,8 +252,13 @@ pub fn raise_in_32bit(with_restorer: bool, frame: Frame) -> Outcome {
             )
         );
     }
+    let expected = expected_restorer(restorer, frame);
+    match &expected {
+        Ok((_, _, want)) => diag!("the handler must return to {want}"),
+        Err(why) => diag!("no {restorer:?} restorer to expect: {why}"),
+    }
     runner::clear_crash_info();
-    let child = sys::fork_child(|| raise_and_check_in_child(with_restorer, frame));
+    let child = sys::fork_child(|| raise_and_check_in_child(restorer, frame, &expected));
     let exit = sys::wait_exit(child, 10_000);
     let crash = runner::crash_info();
     let crash_text = crash.map(|c| format!(": {c}")).unwrap_or_default();
@@ -185,30 +273,56 @@ pub fn raise_in_32bit(with_restorer: bool, frame: Frame) -> Outcome {
     if let (Exit::Signal(_), Some(c)) = (exit, crash) {
         diag_truncated_vdso_address(c.rip);
     }
-    ensure!(
-        exit == Exit::Code(0),
-        "handler did not return correctly to the 32-bit caller ({exit})"
-    );
-    Ok(())
+    match exit {
+        Exit::Code(0) => Ok(()),
+        Exit::Code(CHILD_WRONG_RESTORER) => fail_because!(
+            WRONG_RESTORER,
+            "the handler did not return through the expected restorer"
+        ),
+        Exit::Signal(sig) => fail_because!(
+            runner::signal_reason(sig),
+            "handler did not return correctly to the 32-bit caller ({exit})"
+        ),
+        _ => crate::fail!("handler did not return correctly to the 32-bit caller ({exit})"),
+    }
 }
+
+/// Raises with the rt frame, then the non-rt one; fails on the first
+/// failure's reason after both have run.
+pub fn both_frames(restorer: Restorer) -> Outcome {
+    diag!("rt frame (SA_SIGINFO):");
+    let rt = raise_in_32bit(restorer, Frame::Rt);
+    diag!("non-rt frame:");
+    let non_rt = raise_in_32bit(restorer, Frame::NonRt);
+    rt.and(non_rt)
+}
+
+/// Exit status of `raise_and_check_in_child` when only the return address
+/// was wrong.
+const CHILD_WRONG_RESTORER: i32 = 3;
 
 /// The forked child of `raise_in_32bit`: installs the handler, raises
 /// SIGUSR1 from 32-bit code and checks what the handler recorded. Returns
-/// the child's exit code (0 if every check held).
-fn raise_and_check_in_child(with_restorer: bool, frame: Frame) -> i32 {
+/// the child's exit code: 0 if every check held, `CHILD_WRONG_RESTORER`
+/// if the frame was right but the return address was not, 1 otherwise.
+fn raise_and_check_in_child(
+    restorer: Restorer,
+    frame: Frame,
+    expected: &Result<(u64, u64, String), String>,
+) -> i32 {
     thunks::reset_handler_record();
-    if let Err(e) = install_compat_handler(with_restorer, frame) {
+    if let Err(e) = install_compat_handler(restorer == Restorer::Own, frame) {
         diag!("compat rt_sigaction failed: {}", sys::errno_name(e));
         return 1;
     }
     let pid = sys::getpid() as u32;
     let r = thunks::int80_from_32(nr32::KILL, &[pid, libc::SIGUSR1 as u32]);
-    let [sig, cs, eip, count, restorer] = thunks::handler_record();
+    let [sig, cs, eip, count, returned_to] = thunks::handler_record();
     let after = thunks::entry(Entry::Int80After);
-    let place = sys::map_containing(restorer as u64)
+    let place = sys::map_containing(returned_to as u64)
         .map(|m| m.line)
         .unwrap_or_else(|| "unmapped".into());
-    diag!("the handler returned to {restorer:#x}: {place}");
+    diag!("the handler returned to {returned_to:#x}: {place}");
     diag!("back in 32-bit caller: kill = {r}; handler saw sig {sig}, saved cs {:#x}, saved eip {eip:#x} (int 0x80 returns to {after:#x}), ran {count} time(s)", cs & 0xffff);
     let mut c = Checks::default();
     c.check(r == 0, format!("kill returned {r}"));
@@ -222,8 +336,73 @@ fn raise_and_check_in_child(with_restorer: bool, frame: Frame) -> i32 {
         format!("ia32 frame eip {eip:#x} (want {after:#x})"),
     );
     c.check(count == 1, format!("handler ran {count} time(s)"));
-    match c.finish() {
-        Ok(()) => 0,
-        Err(_) => 1,
+    let frame_ok = c.finish().is_ok();
+    let restorer_ok = check_restorer(returned_to, expected);
+    match &restorer_ok {
+        Ok(()) => diag!("ok: returned through the expected restorer"),
+        Err(e) => diag!("MISMATCH ({WRONG_RESTORER}): {e}"),
+    }
+    match (frame_ok, restorer_ok) {
+        (true, Ok(())) => 0,
+        (true, Err(_)) => CHILD_WRONG_RESTORER,
+        (false, _) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack_is_executable() -> bool {
+        let (start, _) = thunks::stack_range();
+        sys::map_containing(start).is_some_and(|m| m.line.contains("rwx"))
+    }
+
+    #[test]
+    fn a_return_address_elsewhere_than_the_expected_restorer_fails() {
+        let vdso_symbol = Ok((
+            0x1000_0610,
+            0x1000_0611,
+            "__kernel_rt_sigreturn".to_string(),
+        ));
+        assert!(check_restorer(0x1000_0610, &vdso_symbol).is_ok());
+        // The retcode on the stack, or the 64-bit image's offset: wrong.
+        for wrong in [0x4020_0ff8u32, 0x1000_0600, 0x1000_0611] {
+            let e = check_restorer(wrong, &vdso_symbol).unwrap_err();
+            assert!(e.contains(&format!("{wrong:#x}")), "{e}");
+        }
+        let none = Err("the mapped [vdso] is ELFCLASS64".to_string());
+        let e = check_restorer(0x1000_0610, &none).unwrap_err();
+        assert!(e.contains("ELFCLASS64"), "{e}");
+    }
+
+    #[test]
+    fn only_the_retcode_contract_gets_an_executable_stack() {
+        // In a forked child: raise_in_32bit maps and mprotects low memory.
+        let _turn = runner::serial_for_tests();
+        let pid = sys::fork_child(|| {
+            let _ = raise_in_32bit(Restorer::Own, Frame::Rt);
+            let own = stack_is_executable();
+            let _ = raise_in_32bit(Restorer::Vdso32, Frame::Rt);
+            let vdso32 = stack_is_executable();
+            let _ = raise_in_32bit(Restorer::Retcode, Frame::Rt);
+            let retcode = stack_is_executable();
+            i32::from(!(!own && !vdso32 && retcode))
+        });
+        assert_eq!(sys::wait_exit(pid, 30_000), Exit::Code(0));
+    }
+
+    #[test]
+    fn vdso_restorer_scenario_fails_where_no_32bit_vdso_restorer_exists() {
+        // Here (a host process, 64-bit vDSO) the kernel cannot return
+        // through a 32-bit __kernel_rt_sigreturn: whatever it picks, the
+        // check must fail, for the rt and the non-rt frame.
+        let _turn = runner::serial_for_tests();
+        let pid = sys::fork_child(|| {
+            let rt = raise_in_32bit(Restorer::Vdso32, Frame::Rt);
+            let non_rt = raise_in_32bit(Restorer::Vdso32, Frame::NonRt);
+            i32::from(rt.is_ok() || non_rt.is_ok())
+        });
+        assert_eq!(sys::wait_exit(pid, 30_000), Exit::Code(0));
     }
 }

@@ -2,12 +2,12 @@
 //! repeated calls (EALREADY) and ptrace (EINVAL), plus the ARCH_MAP_VDSO
 //! ptrace hole the series closes next to it.
 
-use crate::diag;
 use crate::runner::{Checks, Failure, Outcome, Scenario};
 use crate::scenarios::common::{free_low_address, wait_stop};
-use crate::scenarios::series::{require_series, series, set_compat};
+use crate::scenarios::series::{require_series, result_reason, series, set_compat};
 use crate::sys::vdso;
 use crate::sys::{self, Exit, FOUR_GIB};
+use crate::{diag, ensure_because};
 
 pub const SCENARIOS: &[Scenario] = &[
     series(
@@ -15,18 +15,21 @@ pub const SCENARIOS: &[Scenario] = &[
         "ARCH_SET_COMPAT fails with EBUSY and changes nothing while a second thread or a CLONE_VM child \
          shares the mm",
         "Switching an mm shared with running threads would change their address-space rules under them.",
+        "EINVAL",
         set_compat_ebusy_threads,
     ),
     series(
         "set_compat_einval_bad_addr",
         "ARCH_SET_COMPAT with an unaligned address or one at or above 4 GiB fails with EINVAL",
         "The 32-bit vDSO must be reachable from 32-bit code; bad input is refused instead of mapped high.",
+        "EINVAL",
         set_compat_einval_bad_addr,
     ),
     series(
         "set_compat_twice_ealready",
         "ARCH_SET_COMPAT twice fails with EALREADY, as does ARCH_SET_NATIVE on a native process",
         "Repeated calls must not remap the vDSO again behind userspace's back.",
+        "EINVAL",
         set_compat_twice_ealready,
     ),
     series(
@@ -35,18 +38,19 @@ pub const SCENARIOS: &[Scenario] = &[
          a vDSO into the tracer",
         "Vanilla's map_vdso_once() works on current->mm, so the tracer gets the vDSO meant for the tracee; the \
          series closes this hole next to its own ptrace check.",
+        "vdso-in-tracer",
         ptrace_map_vdso_rejected,
     ),
     series(
         "set_compat_ptrace_rejected",
         "PTRACE_ARCH_PRCTL(ARCH_SET_COMPAT) on a stopped tracee is rejected (EINVAL) and neither mm changes",
         "do_arch_prctl_64 through ptrace acts on the tracer's mm for vDSO codes; the series must refuse it.",
+        "EINVAL",
         set_compat_ptrace_rejected,
     ),
 ];
 
 fn set_compat_ebusy_threads() -> Outcome {
-    require_series()?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || {
         let _ = rx.recv();
@@ -61,8 +65,9 @@ fn set_compat_ebusy_threads() -> Outcome {
     let _ = tx.send(());
     let _ = t.join();
     let mut c = Checks::default();
-    c.check(
+    c.check_because(
         r == Err(libc::EBUSY),
+        &result_reason(r),
         format!("thread: ARCH_SET_COMPAT {} (want EBUSY)", sys::show(r)),
     );
     c.check(g == Ok(0), "still native");
@@ -141,8 +146,14 @@ fn set_compat_einval_bad_addr() -> Outcome {
 }
 
 fn set_compat_twice_ealready() -> Outcome {
-    require_series()?;
     let native_twice = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
+    diag!("ARCH_SET_NATIVE while native = {}", sys::show(native_twice));
+    ensure_because!(
+        native_twice == Err(libc::EALREADY),
+        result_reason(native_twice),
+        "ARCH_SET_NATIVE on a native process: {} (want EALREADY)",
+        sys::show(native_twice)
+    );
     set_compat(0)?;
     let again = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
     let back = sys::arch_prctl(sys::ARCH_SET_NATIVE, 0);
@@ -166,6 +177,10 @@ fn set_compat_twice_ealready() -> Outcome {
 }
 
 const PTRACE_ARCH_PRCTL: libc::c_uint = 30;
+
+/// Reason token: PTRACE_ARCH_PRCTL(ARCH_MAP_VDSO_32) mapped a vDSO into
+/// the tracer's own mm.
+const VDSO_IN_TRACER: &str = "vdso-in-tracer";
 
 /// Not gated on the series: vanilla's behaviour is observable (it maps a
 /// vDSO into the tracer).
@@ -215,11 +230,15 @@ fn ptrace_map_vdso_rejected() -> Outcome {
         tracee_vdso.as_deref().unwrap_or("none")
     );
     let mut c = Checks::default();
+    c.check_because(
+        tracer_vdso.is_none(),
+        VDSO_IN_TRACER,
+        "nothing mapped into the tracer",
+    );
     c.check(
         r < 0 && err == libc::EINVAL,
         "PTRACE_ARCH_PRCTL(ARCH_MAP_VDSO_32) rejected with EINVAL",
     );
-    c.check(tracer_vdso.is_none(), "nothing mapped into the tracer");
     c.finish()
 }
 

@@ -1,9 +1,9 @@
 //! A switched process's life: signals (ia32 with the vDSO restorer, native
 //! 64-bit), fork and execve.
 
-use crate::runner::{Failure, Outcome, Scenario};
-use crate::scenarios::common::{raise_in_32bit, Frame};
-use crate::scenarios::series::{require_series, series, set_compat};
+use crate::runner::{Outcome, Scenario};
+use crate::scenarios::common::{both_frames, check_mapped_image, Restorer};
+use crate::scenarios::series::{require_series, series, set_compat, try_set_compat};
 use crate::sys::thunks;
 use crate::sys::vdso::{self, MappedVdso};
 use crate::sys::{self, Exit, FOUR_GIB, PAGE};
@@ -12,10 +12,13 @@ use crate::{diag, ensure};
 pub const SCENARIOS: &[Scenario] = &[
     series(
         "compat_signal_vdso_restorer",
-        "After ARCH_SET_COMPAT a compat handler without SA_RESTORER returns through the 32-bit vDSO's \
-         __kernel_rt_sigreturn",
+        "After ARCH_SET_COMPAT a compat handler without SA_RESTORER, on a non-executable stack, returns to the \
+         32-bit vDSO's __kernel_rt_sigreturn (rt frame) and __kernel_sigreturn (non-rt frame)",
         "Proves vdso_image (not only context.vdso) was switched: the kernel computes the default restorer \
-         from it.",
+         from it. The stack is not executable, so the on-stack retcode cannot stand in for the vDSO \
+         restorer; the return address is checked against the symbol. Vanilla (no switch) returns into the \
+         64-bit image and dies.",
+        "SIGSEGV",
         compat_signal_vdso_restorer,
     ),
     series(
@@ -23,6 +26,7 @@ pub const SCENARIOS: &[Scenario] = &[
         "A child forked after ARCH_SET_COMPAT reads ARCH_GET_COMPAT 1 and has the ELFCLASS32 vDSO",
         "fork copies the vDSO mappings, so the compat state must follow them or the child would run with a \
          32-bit image but 64-bit rules.",
+        "ELFCLASS64",
         fork_inherits_compat,
     ),
     series(
@@ -30,6 +34,7 @@ pub const SCENARIOS: &[Scenario] = &[
         "execve of a 64-bit program after ARCH_SET_COMPAT starts native: ARCH_GET_COMPAT 0, ELFCLASS64 vDSO, \
          [vsyscall], mmap above 4 GiB",
         "The switch must not leak into the next program; exec is the usual way back for a launcher.",
+        "EINVAL",
         execve_resets_compat,
     ),
     series(
@@ -38,25 +43,22 @@ pub const SCENARIOS: &[Scenario] = &[
          64-bit code",
         "The switched process still runs its 64-bit code; native signal delivery must not depend on the vDSO \
          image that was swapped.",
+        "EINVAL",
         native_signal_after_set_compat,
     ),
 ];
 
 fn compat_signal_vdso_restorer() -> Outcome {
-    require_series()?;
     thunks::low();
-    set_compat(0)?;
-    let v = MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso]".into()))?;
-    match v.symbol("__kernel_rt_sigreturn") {
-        Ok(a) => diag!("__kernel_rt_sigreturn of the new image at {a:#x}"),
-        Err(e) => diag!("{e}"),
-    }
-    raise_in_32bit(false, Frame::Rt)
+    try_set_compat(0);
+    both_frames(Restorer::Vdso32)
 }
 
+/// Exit status of the forked child whose [vdso] is not ELFCLASS32.
+const CHILD_VDSO_NOT_32: i32 = 2;
+
 fn fork_inherits_compat() -> Outcome {
-    require_series()?;
-    set_compat(0)?;
+    try_set_compat(0);
     let child = sys::fork_child(|| {
         let g = sys::get_compat();
         let class = MappedVdso::find().and_then(|v| v.elf().ok().map(|e| e.class()));
@@ -64,10 +66,21 @@ fn fork_inherits_compat() -> Outcome {
             "child: ARCH_GET_COMPAT = {}, [vdso] EI_CLASS {class:?}",
             sys::show(g)
         );
-        i32::from(!(g == Ok(1) && class == Some(vdso::ELFCLASS32)))
+        match (class, g) {
+            (Some(vdso::ELFCLASS32), Ok(1)) => 0,
+            (Some(vdso::ELFCLASS32), _) => 1,
+            _ => CHILD_VDSO_NOT_32,
+        }
     });
     let exit = sys::wait_exit(child, 5000);
     diag!("child {exit}");
+    if exit == Exit::Code(CHILD_VDSO_NOT_32) {
+        // The child's image is a copy of the parent's: name its class.
+        let mut c = crate::runner::Checks::default();
+        check_mapped_image(&mut c, true)?;
+        c.finish()?;
+        crate::fail!("the child's [vdso] is not ELFCLASS32 while the parent's is");
+    }
     ensure!(
         exit == Exit::Code(0),
         "forked child does not inherit the compat state ({exit})"

@@ -27,7 +27,7 @@ pub const SCENARIOS: &[Scenario] = &[
                   syscalls via int 0x80 and __kernel_vsyscall, takes a signal and exits with status 0x47",
     proves: "The end-to-end use case of the series: a 64-bit restorer turns itself into an ia32 task that \
              keeps working with nothing mapped above 4 GiB.",
-    vanilla: Expect::FAIL,
+    vanilla: Expect::fail("EINVAL"),
     patched: Expect::PASS,
     run: criu_style_compat_flow,
     },

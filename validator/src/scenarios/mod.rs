@@ -44,7 +44,7 @@ pub fn on_request() -> Vec<&'static Scenario> {
 
 /// The scenarios to run or list: every one of `all()`, plus those of
 /// `on_request()` when `requested`, narrowed by the filter.
-pub fn select(filter: Option<&str>, requested: bool) -> Vec<&'static Scenario> {
+pub fn select(filter: Option<&str>, requested: bool) -> Result<Vec<&'static Scenario>, String> {
     let mut all = all();
     if requested {
         all.extend(on_request());
@@ -69,19 +69,32 @@ pub fn time_allowed(s: &Scenario, timeout: Duration) -> Duration {
 }
 
 /// Scenarios whose id contains one of the comma-separated patterns
-/// (`*` matches anything; an empty pattern selects everything).
-fn filter_ids(all: Vec<&'static Scenario>, filter: Option<&str>) -> Vec<&'static Scenario> {
+/// (`*` matches anything; no filter or an empty one selects everything).
+/// A filter that selects nothing is an error that lists the ids.
+fn filter_ids(
+    all: Vec<&'static Scenario>,
+    filter: Option<&str>,
+) -> Result<Vec<&'static Scenario>, String> {
     let Some(filter) = filter.filter(|f| !f.is_empty()) else {
-        return all;
+        return Ok(all);
     };
     let pats: Vec<&str> = filter
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    all.into_iter()
+    let ids: Vec<&str> = all.iter().map(|s| s.id).collect();
+    let selected: Vec<&'static Scenario> = all
+        .into_iter()
         .filter(|s| pats.iter().any(|p| glob_match(p, s.id)))
-        .collect()
+        .collect();
+    if selected.is_empty() {
+        return Err(format!(
+            "--filter `{filter}` selects no scenario (comma-separated substrings of an id, * wildcard); the ids are: {}",
+            ids.join(", ")
+        ));
+    }
+    Ok(selected)
 }
 
 /// Substring match where `*` inside the pattern matches any run of
@@ -103,7 +116,7 @@ mod tests {
 
     #[test]
     fn ids_are_stable_names_and_unique() {
-        let all = select(None, true);
+        let all = select(None, true).unwrap();
         let mut seen = std::collections::HashSet::new();
         for s in &all {
             assert!(
@@ -119,18 +132,43 @@ mod tests {
 
     #[test]
     fn filter_selects_by_substring_and_glob() {
-        assert_eq!(select(Some("gate_round_trip"), false).len(), 1);
-        assert!(select(Some("set_compat"), false).len() >= 4);
-        assert_eq!(select(Some("int80_*_below_4g"), false).len(), 3);
-        assert_eq!(select(None, false).len(), all().len());
+        let n = |f, asked| select(f, asked).map(|s| s.len()).unwrap_or(0);
+        assert_eq!(n(Some("gate_round_trip"), false), 1);
+        assert!(n(Some("set_compat"), false) >= 4);
+        assert_eq!(n(Some("int80_*_below_4g"), false), 3);
+        assert_eq!(n(Some("gate_round_trip, nothing"), false), 1);
+        assert_eq!(n(None, false), all().len());
+        assert_eq!(n(Some(""), false), all().len());
     }
 
     #[test]
     fn stress_runs_only_when_asked() {
-        assert!(select(None, false).iter().all(|s| s.id != stress::ID));
-        assert!(select(Some("stress_compat_mode"), false).is_empty());
-        let asked = select(Some("stress_compat_mode"), true);
-        assert_eq!(asked.iter().map(|s| s.id).collect::<Vec<_>>(), [stress::ID]);
-        assert_eq!(select(None, true).last().unwrap().id, stress::ID);
+        let ids = |f, asked| -> Vec<&str> {
+            select(f, asked)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        assert!(!ids(None, false).contains(&stress::ID));
+        assert!(select(Some("stress_compat_mode"), false).is_err());
+        assert_eq!(ids(Some("stress_compat_mode"), true), [stress::ID]);
+        assert_eq!(ids(None, true).last(), Some(&stress::ID));
+    }
+
+    #[test]
+    fn filter_selecting_nothing_is_an_error_listing_the_ids() {
+        for f in [
+            "nothing-matches",
+            "gate round trip",
+            ",",
+            "gate_round_trip_x",
+        ] {
+            let e = select(Some(f), false).err().expect("an error");
+            assert!(e.contains(&format!("`{f}` selects no scenario")), "{e}");
+            for s in all() {
+                assert!(e.contains(s.id), "{} missing from {e}", s.id);
+            }
+        }
     }
 }

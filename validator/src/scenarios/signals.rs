@@ -2,7 +2,7 @@
 
 use crate::diag;
 use crate::runner::{Expect, Outcome, Scenario};
-use crate::scenarios::common::{raise_in_32bit, Frame};
+use crate::scenarios::common::{both_frames, raise_in_32bit, Frame, Restorer};
 use crate::sys;
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -27,23 +27,23 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         id: "compat_sigaction_no_restorer",
-        description: "A compat handler installed without SA_RESTORER (rt and non-rt frame) returns correctly \
-                      while the 64-bit vDSO is mapped",
+        description: "A compat handler installed without SA_RESTORER (rt and non-rt frame) returns through the \
+                      retcode on its (executable) stack while the 64-bit vDSO is mapped",
         proves: "Vanilla returns through context.vdso plus a 32-bit-image offset, i.e. into the 64-bit image, \
                  and kills the task; the series must not jump into the wrong image. Its fallback is the retcode in \
                  the frame, so the 32-bit stack is made executable, as legacy ia32 programs have it.",
-        vanilla: Expect::FAIL,
+        vanilla: Expect::fail("SIGSEGV"),
         patched: Expect::PASS,
         run: compat_sigaction_no_restorer,
     },
 ];
 
 fn compat_sigaction_ia32_frame() -> Outcome {
-    raise_in_32bit(true, Frame::Rt)
+    raise_in_32bit(Restorer::Own, Frame::Rt)
 }
 
 fn compat_sigaction_nonrt_frame() -> Outcome {
-    raise_in_32bit(true, Frame::NonRt)
+    raise_in_32bit(Restorer::Own, Frame::NonRt)
 }
 
 fn compat_sigaction_no_restorer() -> Outcome {
@@ -51,16 +51,5 @@ fn compat_sigaction_no_restorer() -> Outcome {
         .map(|m| m.line)
         .unwrap_or_else(|| "none".into());
     diag!("vDSO while the signal is delivered: {vdso}");
-    diag!("rt frame (SA_SIGINFO):");
-    let rt = raise_in_32bit(false, Frame::Rt);
-    diag!("non-rt frame:");
-    let non_rt = raise_in_32bit(false, Frame::NonRt);
-    match (rt, non_rt) {
-        (Ok(()), Ok(())) => Ok(()),
-        (rt, non_rt) => crate::fail!(
-            "handler without SA_RESTORER did not return: rt frame {}, non-rt frame {}",
-            if rt.is_ok() { "ok" } else { "failed" },
-            if non_rt.is_ok() { "ok" } else { "failed" }
-        ),
-    }
+    both_frames(Restorer::Retcode)
 }

@@ -138,6 +138,12 @@ pub fn stack_top() -> u32 {
     (low().stack + STACK_LEN as u64 - 64) as u32
 }
 
+/// The 32-bit stack's mapping, `[start, end)`.
+pub fn stack_range() -> (u64, u64) {
+    let l = low();
+    (l.stack, l.stack + STACK_LEN as u64)
+}
+
 /// Makes the 32-bit stack executable, as the stack of a legacy ia32
 /// program: the kernel's last-resort signal restorer is code it writes into
 /// the signal frame.
