@@ -1,0 +1,45 @@
+//! Every path the harness uses, anchored at the workspace root.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the directory holding the top-level Cargo.toml).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory: everything the harness creates lives below it.
+pub fn target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+pub fn default_series_dir() -> PathBuf {
+    root().join("kernel-patches")
+}
+
+/// What goes into each guest: file lists and init scripts (initramfs/README.md).
+pub fn initramfs_lists() -> PathBuf {
+    root().join("initramfs")
+}
+
+pub fn config_fragment() -> PathBuf {
+    root().join("qemu").join("kernel.config")
+}
+
+/// Imported kernel sources and their build directories, one folder per source.
+pub fn kernels() -> PathBuf {
+    target().join("kernel")
+}
+
+/// Console logs, JSON reports and compare tables.
+pub fn results() -> PathBuf {
+    target().join("results")
+}
+
+pub fn ccache() -> PathBuf {
+    target().join("ccache")
+}
