@@ -4,6 +4,7 @@ use crate::flags::RunOpts;
 use crate::host::paths;
 use crate::pipeline::{self, Comparison, Workspace};
 use crate::results::report::RunReport;
+use crate::results::stress;
 use crate::results::table::{self, Verdicts};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -25,6 +26,14 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
         table::print_diagnostics(report, &declared);
         table::print_problems(report);
     }
+    let stress_figures = opts.stress.as_ref().map(|_| {
+        let both = [stress::figures(&vanilla), stress::figures(&patched)];
+        println!();
+        for (report, figures) in [&vanilla, &patched].iter().zip(&both) {
+            println!("stress on {}: {figures}", report.variant.name());
+        }
+        both
+    });
 
     let markdown = format!(
         "{}\n{}",
@@ -34,7 +43,12 @@ pub fn run(opts: &RunOpts, cover_letter: bool) -> Result<i32> {
     let out = paths::results().join("compare.md");
     std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
     let json = paths::results().join("compare.json");
-    let both = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
+    let both = serde_json::json!({
+        "declared": declared,
+        "vanilla": vanilla,
+        "patched": patched,
+        "stress": stress_figures,
+    });
     std::fs::write(&json, serde_json::to_string_pretty(&both)?)?;
 
     if cover_letter {

@@ -5,6 +5,7 @@ use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
 use crate::results::report;
+use crate::results::stress;
 use crate::results::table::{self, Verdicts};
 use crate::vm::qemu::Qemu;
 use anyhow::Result;
@@ -12,7 +13,11 @@ use anyhow::Result;
 pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
     let settings = opts.settings();
     let validator = pipeline::validator()?;
-    let declared = report::declared(&validator, settings.filter.as_deref())?;
+    let declared = report::declared(
+        &validator,
+        settings.filter.as_deref(),
+        settings.stress.as_deref(),
+    )?;
     let ws = Workspace::open(&settings)?;
     let kernel = ws.kernel(variant)?;
     let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
@@ -22,10 +27,17 @@ pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
     print!("{}", verdicts.table(false).terminal());
     table::print_diagnostics(&report, &declared);
     table::print_problems(&report);
+    if settings.stress.is_some() {
+        println!(
+            "\nstress on {}: {}",
+            variant.name(),
+            stress::figures(&report)
+        );
+    }
     println!(
         "\nreport: {}",
         paths::results()
-            .join(variant.name())
+            .join(format!("{}{}", variant.name(), settings.flavour.suffix()))
             .join("report.json")
             .display()
     );

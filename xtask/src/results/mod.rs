@@ -3,4 +3,5 @@
 
 pub mod ktap;
 pub mod report;
+pub mod stress;
 pub mod table;

@@ -342,7 +342,13 @@ mod tests {
         let t = v.table(true);
         assert_eq!(
             t.header,
-            ["scenario", "what it checks", "vanilla", "expected", "verdict"]
+            [
+                "scenario",
+                "what it checks",
+                "vanilla",
+                "expected",
+                "verdict"
+            ]
         );
         assert_eq!(
             t.rows[0],

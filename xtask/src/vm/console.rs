@@ -17,7 +17,7 @@ fn without_timestamp(line: &str) -> &str {
 /// The kernel problem a console line reports, if any.
 pub fn kernel_problem(line: &str) -> Option<&'static str> {
     let text = without_timestamp(line);
-    const PATTERNS: [(&str, &str); 7] = [
+    const PATTERNS: [(&str, &str); 9] = [
         ("Kernel panic - not syncing", "panic"),
         ("Oops:", "oops"),
         ("BUG:", "BUG"),
@@ -25,6 +25,11 @@ pub fn kernel_problem(line: &str) -> Option<&'static str> {
         ("WARNING:", "WARNING"),
         ("general protection fault", "general protection fault"),
         ("Unable to handle kernel", "oops"),
+        // The debug flavour's detectors; KASAN, KFENCE and lockdep start
+        // with BUG: or WARNING: already.
+        ("UBSAN:", "UBSAN"),
+        // What the validator prints of the end-of-run kmemleak scan.
+        ("# kmemleak: unreferenced object", "kmemleak"),
     ];
     PATTERNS
         .iter()
@@ -57,6 +62,27 @@ mod tests {
         );
         assert_eq!(kernel_problem("kernel BUG at mm/memory.c:42!"), Some("BUG"));
         assert!(is_panic("Kernel panic - not syncing: Fatal exception"));
+    }
+
+    #[test]
+    fn recognises_the_debug_flavours_detectors() {
+        let kasan = "[  9.1] BUG: KASAN: slab-use-after-free in vdso_replace_image+0x1/0x2";
+        assert_eq!(kernel_problem(kasan), Some("BUG"));
+        let lockdep = "WARNING: possible circular locking dependency detected";
+        assert_eq!(kernel_problem(lockdep), Some("WARNING"));
+        let ubsan = "[ 3.2] UBSAN: shift-out-of-bounds in arch/x86/kernel/process_64.c:900:3";
+        assert_eq!(kernel_problem(ubsan), Some("UBSAN"));
+        assert_eq!(
+            kernel_problem("BUG: KFENCE: out-of-bounds read"),
+            Some("BUG")
+        );
+        let leak = "# kmemleak: unreferenced object 0xffff888003a1c000 (size 64):";
+        assert_eq!(kernel_problem(leak), Some("kmemleak"));
+        // kmemleak announcing itself is not a finding.
+        assert_eq!(
+            kernel_problem("kmemleak: Kernel memory leak detector initialized"),
+            None
+        );
     }
 
     #[test]
