@@ -7,7 +7,7 @@ use crate::scenarios::common::{free_low_address, wait_stop};
 use crate::scenarios::series::{require_series, result_reason, series, set_compat};
 use crate::sys::vdso;
 use crate::sys::{self, Exit, FOUR_GIB};
-use crate::{diag, ensure_because};
+use crate::{diag, ensure_because, fail, skip};
 
 pub const SCENARIOS: &[Scenario] = &[
     series(
@@ -48,7 +48,51 @@ pub const SCENARIOS: &[Scenario] = &[
         "EINVAL",
         set_compat_ptrace_rejected,
     ),
+    series(
+        "set_compat_sealed_vdso_intact",
+        "With [vdso] sealed by mseal(), ARCH_SET_COMPAT fails and leaves [vdso] and [vvar] where they were",
+        "A sealed vDSO cannot be replaced, and a refused switch must not take half of the image away: found \
+         by stress_compat_mode (the [vvar] was unmapped before the seal stopped the switch).",
+        "EINVAL",
+        set_compat_sealed_vdso_intact,
+    ),
 ];
+
+/// The [vdso] and [vvar*] lines of /proc/self/maps.
+fn vdso_image_lines() -> Vec<String> {
+    sys::self_maps()
+        .into_iter()
+        .filter(|m| m.name == "[vdso]" || m.name.starts_with("[vvar"))
+        .map(|m| m.line)
+        .collect()
+}
+
+fn set_compat_sealed_vdso_intact() -> Outcome {
+    require_series()?;
+    let Some(v) = sys::find_map("[vdso]") else {
+        fail!("no [vdso] to seal");
+    };
+    if let Err(e) = sys::mseal(v.start, v.end - v.start) {
+        skip!(
+            "mseal of [vdso]: -1 {} (kernel without mseal)",
+            sys::errno_name(e)
+        );
+    }
+    let before = vdso_image_lines();
+    let r = sys::arch_prctl(sys::ARCH_SET_COMPAT, 0);
+    let after = vdso_image_lines();
+    diag!(
+        "with [vdso] sealed: arch_prctl(ARCH_SET_COMPAT, 0) = {}",
+        sys::show(r)
+    );
+    diag!("before: {}", before.join(" | "));
+    diag!("after: {}", after.join(" | "));
+    let mut c = Checks::default();
+    c.check(r.is_err(), "the switch is refused");
+    c.check(before == after, "[vdso] and [vvar] are where they were");
+    c.check(sys::get_compat() == Ok(0), "ARCH_GET_COMPAT still reads 0");
+    c.finish()
+}
 
 fn set_compat_ebusy_threads() -> Outcome {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
