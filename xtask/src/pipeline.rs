@@ -13,6 +13,7 @@ use crate::kernel::{git, kconfig, Flavour, Variant};
 use crate::results::ktap::Ktap;
 use crate::results::report::{self, Declared, RunReport};
 use crate::vm::accel::{self, Accel, Booted};
+use crate::vm::console;
 use crate::vm::initramfs::{self, Contents};
 use crate::vm::qemu::{Accelerator, Guest, Qemu, KVM_SILENCE_DEADLINE};
 use anyhow::{Context, Result};
@@ -311,7 +312,14 @@ pub fn boot_validator(
     let (Booted { boot, accel, .. }, ktap) =
         boot_showing_scenarios(&guest, settings, &console_log, &step)
             .with_context(|| format!("booting the {} kernel", variant.name()))?;
-    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs);
+    let mut problems = report::run_problems(&boot, &ktap, settings.timeout_secs);
+    if settings.flavour == Flavour::Debug {
+        problems.extend(
+            console::debug_detectors_silent(&boot.console)
+                .into_iter()
+                .map(|d| format!("debug flavour: {d} did not announce itself at boot")),
+        );
+    }
     let clean = if problems.is_empty() {
         "clean"
     } else {

@@ -37,6 +37,23 @@ pub fn kernel_problem(line: &str) -> Option<&'static str> {
         .map(|(_, kind)| *kind)
 }
 
+/// What each detector of the debug flavour prints when it starts: a debug
+/// kernel that does not say these lines is not checking anything.
+const DEBUG_ANNOUNCEMENTS: [(&str, &str); 3] = [
+    ("KASAN", "KernelAddressSanitizer initialized"),
+    ("lockdep", "Lock dependency validator"),
+    ("kmemleak", "Kernel memory leak detector initialized"),
+];
+
+/// The debug detectors whose announcement is missing from `console`.
+pub fn debug_detectors_silent(console: &[String]) -> Vec<&'static str> {
+    DEBUG_ANNOUNCEMENTS
+        .iter()
+        .filter(|(_, line)| !console.iter().any(|l| l.contains(line)))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 pub fn is_panic(line: &str) -> bool {
     kernel_problem(line) == Some("panic")
 }
@@ -62,6 +79,18 @@ mod tests {
         );
         assert_eq!(kernel_problem("kernel BUG at mm/memory.c:42!"), Some("BUG"));
         assert!(is_panic("Kernel panic - not syncing: Fatal exception"));
+    }
+
+    #[test]
+    fn a_debug_kernel_must_announce_its_detectors() {
+        let console: Vec<String> = [
+            "[    0.000000] kasan: KernelAddressSanitizer initialized",
+            "[    0.010000] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(debug_detectors_silent(&console), ["kmemleak"]);
+        assert_eq!(debug_detectors_silent(&[]).len(), 3);
     }
 
     #[test]
