@@ -377,6 +377,36 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_after_an_ia32_signal_round_trip_is_still_recorded() {
+        // ia32 rt_sigreturn restores the alternate stack from a 32-bit
+        // field: the crash handler's stack must survive that.
+        fn signal_then_crash() -> Outcome {
+            thunks::low();
+            install_compat_handler(true, Frame::Rt).map_err(|e| Failure::Fail(e.to_string()))?;
+            let pid = sys::getpid() as u32;
+            thunks::int80_from_32(nr32::KILL, &[pid, libc::SIGUSR1 as u32]);
+            unsafe { std::ptr::read_volatile(0x18 as *const u8) };
+            Ok(())
+        }
+        let _turn = runner::serial_for_tests();
+        let s: &'static runner::Scenario = Box::leak(Box::new(runner::Scenario {
+            id: "ia32_signal_then_crash",
+            description: "test",
+            proves: "test",
+            vanilla: runner::Expect::PASS,
+            patched: runner::Expect::PASS,
+            run: signal_then_crash,
+        }));
+        let r = runner::run_one(s, std::time::Duration::from_secs(10), &mut |_| {});
+        let last = r.diagnostics.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("SIGSEGV at address 0x18"),
+            "{:?}",
+            r.diagnostics
+        );
+    }
+
+    #[test]
     fn only_the_retcode_contract_gets_an_executable_stack() {
         // In a forked child: raise_in_32bit maps and mprotects low memory.
         let _turn = runner::serial_for_tests();
