@@ -304,7 +304,7 @@ pub fn boot_validator(
     let console_log = dir.join("console.log");
     let guest = Guest {
         qemu,
-        kernel: &kernel.vmlinux,
+        kernel: &kernel.boot_image,
         initrd,
         append: validator_append(settings),
     };
