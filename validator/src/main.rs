@@ -43,7 +43,9 @@ fn run(opts: &Options) -> i32 {
         println!("{USAGE}");
         return 0;
     }
-    let selected = match scenarios::select(opts.filter.as_deref()) {
+    // The docs list every scenario, the stress run included.
+    let requested = opts.stress.is_some() || opts.markdown;
+    let selected = match select(opts, requested) {
         Ok(selected) => selected,
         Err(e) => {
             eprintln!("validator: {e}");
@@ -60,4 +62,14 @@ fn run(opts: &Options) -> i32 {
         Action::Shell => unreachable!("validator.shell comes only from the kernel command line"),
     }
     0
+}
+
+/// The scenarios the options ask for, the stress run among them when
+/// `requested` (and then configured: its seed is chosen here).
+pub fn select(opts: &Options, requested: bool) -> Result<Vec<&'static runner::Scenario>, String> {
+    if let Some(duration) = opts.stress {
+        let workers = opts.workers.unwrap_or(options::DEFAULT_WORKERS);
+        scenarios::configure_stress(duration, opts.seed, workers);
+    }
+    scenarios::select(opts.filter.as_deref(), requested)
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter PATTERN] [--json] [--timeout SECONDS] [--bench]
+                 [--stress DURATION [--seed N] [--workers N]]
   (no options)      run every scenario, print KTAP v1; exit 0 iff all results match the declared
                     expectations for this kernel (vanilla or patched, probed with ARCH_GET_COMPAT)
   --list            list scenarios with declared results (--json: for the harness, --markdown: docs/scenarios.md)
@@ -13,9 +14,17 @@ pub const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter
   --json            print results as JSON instead of KTAP
   --timeout S       per-scenario timeout (default 20)
   --bench           micro-benchmarks as KTAP diagnostics
-As PID 1: kernel command line validator.filter=P, validator.timeout=S, validator.shell (exec /bin/sh), validator.bench;\n  the filter may instead come verbatim from the file /validator-filter in the initramfs (what xtask uses)";
+  --stress D        also run stress_compat_mode for D (90, 90s, 2m): random operations in worker processes
+  --seed N          the stress run's seed (decimal or 0x hex; default: random, printed)
+  --workers N       stress worker processes (default 4, at most 64)
+As PID 1: kernel command line validator.filter=P, validator.timeout=S, validator.shell (exec /bin/sh), validator.bench,
+  validator.stress=D, validator.seed=N, validator.workers=N;
+  the filter may instead come verbatim from the file /validator-filter in the initramfs (what xtask uses)";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_WORKERS: u32 = 4;
+const MAX_WORKERS: u32 = 64;
+const MAX_STRESS: Duration = Duration::from_secs(24 * 3600);
 
 /// What the validator was asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +52,12 @@ pub struct Options {
     pub filter: Option<String>,
     /// Per-scenario timeout.
     pub timeout: Duration,
+    /// Run the stress scenario for this long (it runs only when asked).
+    pub stress: Option<Duration>,
+    /// The stress run's seed; `None` picks one (and prints it).
+    pub seed: Option<u64>,
+    /// Stress worker processes; `None` is `DEFAULT_WORKERS`.
+    pub workers: Option<u32>,
 }
 
 /// Why the options cannot be used, naming the option and the value.
@@ -63,6 +78,9 @@ impl Default for Options {
             markdown: false,
             filter: None,
             timeout: DEFAULT_TIMEOUT,
+            stress: None,
+            seed: None,
+            workers: None,
         }
     }
 }
@@ -79,7 +97,7 @@ impl Options {
                 _ => (arg.as_str(), None),
             };
             match flag {
-                "--filter" | "--timeout" => {
+                "--filter" | "--timeout" | "--stress" | "--seed" | "--workers" => {
                     let value = inline.or_else(|| args.next()).ok_or_else(|| {
                         OptionsError(format!("{flag} needs a value (see --help)"))
                     })?;
@@ -100,8 +118,8 @@ impl Options {
     }
 
     /// Parses the `validator.<key>[=value]` words of a kernel command line
-    /// (`filter`, `timeout`, `shell`, `bench`); other words are the
-    /// kernel's and are ignored.
+    /// (`filter`, `timeout`, `stress`, `seed`, `workers`, `shell`, `bench`);
+    /// other words are the kernel's and are ignored.
     pub fn from_cmdline(cmdline: &str) -> Result<Options, OptionsError> {
         let mut opts = Options::default();
         for word in cmdline.split_whitespace() {
@@ -109,16 +127,16 @@ impl Options {
                 continue;
             };
             match (rest.split_once('='), rest) {
-                (Some((key @ ("filter" | "timeout"), value)), _) => {
+                (Some((key @ ("filter" | "timeout" | "stress" | "seed" | "workers"), value)), _) => {
                     opts.set_value(&format!("validator.{key}"), key, value)?
                 }
                 (None, key @ ("shell" | "bench")) => opts.set_flag(word, key)?,
-                (None, "filter" | "timeout") => {
+                (None, "filter" | "timeout" | "stress" | "seed" | "workers") => {
                     return Err(OptionsError(format!("{word} needs a value ({word}=...)")))
                 }
                 _ => {
                     return Err(OptionsError(format!(
-                        "unknown kernel command line option `{word}` (known: validator.filter=P, validator.timeout=S, validator.shell, validator.bench)"
+                        "unknown kernel command line option `{word}` (known: validator.filter=P, validator.timeout=S, validator.stress=D, validator.seed=N, validator.workers=N, validator.shell, validator.bench)"
                     )))
                 }
             }
@@ -151,6 +169,9 @@ impl Options {
         match key {
             "filter" => self.filter = Some(value.to_string()),
             "timeout" => self.timeout = parse_timeout(name, value)?,
+            "stress" => self.stress = Some(parse_duration(name, value)?),
+            "seed" => self.seed = Some(parse_seed(name, value)?),
+            "workers" => self.workers = Some(parse_workers(name, value)?),
             _ => unreachable!("value option {key} has no setter"),
         }
         Ok(())
@@ -195,6 +216,11 @@ impl Options {
         if self.json && self.action == Action::Bench {
             return Err(OptionsError("--bench prints KTAP only, not --json".into()));
         }
+        if self.stress.is_none() && (self.seed.is_some() || self.workers.is_some()) {
+            return Err(OptionsError(
+                "--seed and --workers only go with --stress DURATION".into(),
+            ));
+        }
         Ok(self)
     }
 }
@@ -206,6 +232,44 @@ fn action_name(action: Action) -> &'static str {
         Action::Bench => "--bench",
         Action::Shell => "validator.shell",
         Action::Help => "--help",
+    }
+}
+
+/// `90`, `90s` or `2m`: above 0, at most a day.
+fn parse_duration(name: &str, value: &str) -> Result<Duration, OptionsError> {
+    let (number, unit) = match value.strip_suffix('m') {
+        Some(minutes) => (minutes, 60),
+        None => (value.strip_suffix('s').unwrap_or(value), 1),
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && Duration::from_secs(n * unit) <= MAX_STRESS => {
+            Ok(Duration::from_secs(n * unit))
+        }
+        _ => Err(OptionsError(format!(
+            "{name}: `{value}` is not a duration above 0 and at most 24 h (e.g. 60s, 90, 2m)"
+        ))),
+    }
+}
+
+/// Decimal or `0x` hexadecimal, as the stress run prints it.
+fn parse_seed(name: &str, value: &str) -> Result<u64, OptionsError> {
+    let parsed = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => value.parse::<u64>(),
+    };
+    parsed.map_err(|_| {
+        OptionsError(format!(
+            "{name}: `{value}` is not a seed (a 64-bit number, decimal or 0x hex, as printed by a stress run)"
+        ))
+    })
+}
+
+fn parse_workers(name: &str, value: &str) -> Result<u32, OptionsError> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(OptionsError(format!(
+            "{name}: `{value}` is not a number of workers from 1 to {MAX_WORKERS}"
+        ))),
     }
 }
 
@@ -282,6 +346,54 @@ mod tests {
         assert!(args("--markdown").is_err());
         assert!(args("--list --json --markdown").is_err());
         assert!(args("--bench --json").is_err());
+    }
+
+    #[test]
+    fn stress_options_in_both_places() {
+        let o = args("--stress 60s --seed 0x2a --workers 2").unwrap();
+        assert_eq!(o.stress, Some(Duration::from_secs(60)));
+        assert_eq!((o.seed, o.workers), (Some(42), Some(2)));
+        assert_eq!(
+            args("--stress=2m").unwrap().stress,
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            args("--stress 90").unwrap().stress,
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(args("--stress 5 --seed 17").unwrap().seed, Some(17));
+        let o = Options::from_cmdline("validator.stress=30s validator.seed=7 validator.workers=8")
+            .unwrap();
+        assert_eq!(o.stress, Some(Duration::from_secs(30)));
+        assert_eq!((o.seed, o.workers), (Some(7), Some(8)));
+        assert_eq!(Options::default().stress, None);
+    }
+
+    #[test]
+    fn bad_stress_options_name_the_option_and_the_value() {
+        for (bad, option) in [
+            ("--stress 0", "--stress"),
+            ("--stress 10h", "--stress"),
+            ("--stress 2000m", "--stress"),
+            ("--stress 5 --seed x1", "--seed"),
+            ("--stress 5 --seed -3", "--seed"),
+            ("--stress 5 --workers 0", "--workers"),
+            ("--stress 5 --workers 65", "--workers"),
+        ] {
+            let e = args(bad).unwrap_err().to_string();
+            let value = bad.split(' ').next_back().unwrap();
+            assert!(e.starts_with(&format!("{option}:")), "{e}");
+            assert!(e.contains(&format!("`{value}`")), "{e}");
+        }
+        let e = args("--seed 3").unwrap_err().to_string();
+        assert!(e.contains("only go with --stress"), "{e}");
+        assert!(args("--workers 3").is_err());
+        let e = Options::from_cmdline("validator.stress=abc")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("validator.stress: `abc`"), "{e}");
+        assert!(Options::from_cmdline("validator.stress").is_err());
+        assert!(Options::from_cmdline("validator.seed=1").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::ktap::Ktap;
 use crate::options::Options;
 use crate::runner::{self, Observed, ScenarioResult};
 use crate::runner::{Expect, Scenario};
+use crate::scenarios;
 use crate::sys;
 use contract::Kernel;
 use serde_json::json;
@@ -80,7 +81,7 @@ fn run_all(
         if let Some(k) = ktap {
             k.begin(s.id);
         }
-        let result = runner::run_one(s, timeout, &mut |line| {
+        let result = runner::run_one(s, scenarios::time_allowed(s, timeout), &mut |line| {
             if let Some(k) = ktap {
                 k.diagnostic(s.id, line);
             }

@@ -1,7 +1,7 @@
 //! The command line and nothing else: clap types, and how they become the
 //! plain settings the pipeline takes. Only `main.rs` and `commands/` use it.
 
-use crate::kernel::Variant;
+use crate::kernel::{Flavour, Variant};
 use crate::pipeline::Settings;
 use crate::vm::accel::Accel;
 use clap::{Args, Parser, Subcommand};
@@ -154,6 +154,18 @@ pub struct RunOpts {
     /// Parallel make jobs (default: number of CPUs).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Kernel configuration: `debug` adds qemu/debug.config (KASAN, lockdep, DEBUG_VM, UBSAN, KFENCE, kmemleak).
+    #[arg(long, value_enum, default_value_t = Flavour::Default)]
+    pub flavour: Flavour,
+    /// Also run the validator's stress scenario for DURATION (60s, 90, 2m).
+    #[arg(long, value_name = "DURATION")]
+    pub stress: Option<String>,
+    /// The stress run's seed (decimal or 0x hex, as a stress run prints it).
+    #[arg(long, value_name = "N", requires = "stress")]
+    pub seed: Option<String>,
+    /// Stress worker processes (the validator's default: 4).
+    #[arg(long, value_name = "N", requires = "stress")]
+    pub workers: Option<u32>,
 }
 
 impl RunOpts {
@@ -166,6 +178,10 @@ impl RunOpts {
             accel: self.accel,
             timeout_secs: self.timeout,
             filter: self.filter.clone(),
+            flavour: self.flavour,
+            stress: self.stress.clone(),
+            seed: self.seed.clone(),
+            workers: self.workers,
         }
     }
 }

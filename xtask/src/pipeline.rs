@@ -9,7 +9,7 @@ use crate::host::{deps, lock, paths};
 use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::series::{self, Series};
 use crate::kernel::source::{self, Layout, Provider, SourceInfo};
-use crate::kernel::{git, Variant};
+use crate::kernel::{git, kconfig, Flavour, Variant};
 use crate::results::bundle;
 use crate::results::ktap::Ktap;
 use crate::results::report::{self, Declared, RunReport};
@@ -35,6 +35,13 @@ pub struct Settings {
     pub timeout_secs: u64,
     /// The validator's scenario filter.
     pub filter: Option<String>,
+    /// How the kernels are configured (the debug flavour: KASAN, lockdep...).
+    pub flavour: Flavour,
+    /// The validator's stress run, when asked: duration, seed, workers as
+    /// the validator parses them (validator.stress=, .seed=, .workers=).
+    pub stress: Option<String>,
+    pub seed: Option<String>,
+    pub workers: Option<u32>,
 }
 
 impl Settings {
@@ -46,6 +53,7 @@ impl Settings {
 /// A kernel source imported and locked for this run.
 pub struct Workspace {
     pub layout: Layout,
+    pub flavour: Flavour,
     pub source: SourceInfo,
     pub series: Series,
     pub jobs: usize,
@@ -97,6 +105,7 @@ impl Workspace {
         });
         Ok(Workspace {
             layout,
+            flavour: settings.flavour,
             source: imported.info,
             series,
             jobs,
@@ -118,14 +127,20 @@ impl Workspace {
             Variant::Vanilla => self.layout.src(Variant::Vanilla),
             Variant::Patched => self.patched_tree()?,
         };
+        let build = self.layout.build_for(variant, self.flavour);
+        let fragment = kconfig::fragment_for(self.flavour, &build)?;
         build_kernel(
-            &format!("Building {} kernel", variant.name()),
+            &format!(
+                "Building {} kernel{}",
+                variant.name(),
+                self.flavour.suffix()
+            ),
             &BuildInputs {
                 src: &src,
-                build: &self.layout.build(variant),
+                build: &build,
                 tree_id: &self.source.tree_id,
                 series_hash: &self.series_hash(variant),
-                fragment: &paths::config_fragment(),
+                fragment: &fragment,
                 jobs: self.jobs,
             },
         )
@@ -315,6 +330,27 @@ pub fn ensure_clean(report: &RunReport) -> Result<()> {
     Ok(())
 }
 
+/// Kernel command line words for the validator guest: the stress run, and
+/// for the debug flavour an oops that does not end the run (the guest's
+/// default `oops=panic` is undone by the sysctl, applied later at boot).
+fn validator_append(settings: &Settings) -> String {
+    let mut words = Vec::new();
+    if settings.flavour == Flavour::Debug {
+        words.push("sysctl.kernel.panic_on_oops=0".to_string());
+    }
+    let stress = [
+        ("stress", settings.stress.clone()),
+        ("seed", settings.seed.clone()),
+        ("workers", settings.workers.map(|w| w.to_string())),
+    ];
+    for (key, value) in stress {
+        if let Some(value) = value {
+            words.push(format!("validator.{key}={value}"));
+        }
+    }
+    words.join(" ")
+}
+
 /// Boots `kernel` with the validator initramfs and collects the report.
 pub fn boot_validator(
     ws: &Workspace,
@@ -324,21 +360,29 @@ pub fn boot_validator(
     qemu: &Qemu,
     settings: &Settings,
 ) -> Result<RunReport> {
-    let dir = paths::results().join(variant.name());
+    let dir = paths::results().join(format!("{}{}", variant.name(), settings.flavour.suffix()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let console_log = dir.join("console.log");
     let guest = Guest {
         qemu,
-        kernel: &kernel.vmlinux,
+        kernel: &kernel.boot_image,
         initrd,
-        append: String::new(),
+        append: validator_append(settings),
     };
     let step = Step::start(format!("Booting {} kernel", variant.name()));
     let (Booted { boot, accel, .. }, ktap) =
         boot_showing_scenarios(&guest, settings, &console_log, &step)
             .with_context(|| format!("booting the {} kernel", variant.name()))?;
     let allow = Allowlist::load(&paths::splat_allowlist())?;
-    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs, &allow, &console_log);
+    let mut problems =
+        report::run_problems(&boot, &ktap, settings.timeout_secs, &allow, &console_log);
+    if settings.flavour == Flavour::Debug {
+        problems.extend(
+            console::debug_detectors_silent(&boot.console)
+                .into_iter()
+                .map(|d| format!("debug flavour: {d} did not announce itself at boot")),
+        );
+    }
     let clean = if problems.is_empty() {
         "clean"
     } else {
@@ -424,7 +468,11 @@ pub fn collect(settings: &Settings) -> Result<Comparison> {
     // The declarations first: a filter that selects nothing is an error
     // before ten minutes of kernel builds, not after.
     let validator = validator()?;
-    let declared = report::declared(&validator, settings.filter.as_deref())?;
+    let declared = report::declared(
+        &validator,
+        settings.filter.as_deref(),
+        settings.stress.as_deref(),
+    )?;
     let ws = Workspace::open(settings)?;
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;

@@ -93,7 +93,11 @@ extern "C" fn crash_handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc
 }
 
 /// Child side: record fatal signals, on an alternate stack (the fault may
-/// be a bad stack pointer left by 32-bit code).
+/// be a bad stack pointer left by 32-bit code). The alternate stack lies
+/// below 4 GiB: an ia32 rt_sigreturn restores the alternate stack from the
+/// 32-bit `uc_stack` of its frame, which would cut a higher address to 32
+/// bits, and every later fatal signal would then fail to find its stack
+/// (SIGSEGV from the kernel instead of the recorded one; stress seed 3).
 pub(super) fn install_crash_handlers() {
     unsafe {
         let stack_len = 256 * 1024;
@@ -101,7 +105,7 @@ pub(super) fn install_crash_handlers() {
             std::ptr::null_mut(),
             stack_len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
             -1,
             0,
         );

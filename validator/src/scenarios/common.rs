@@ -70,18 +70,27 @@ pub fn check_vdso32_works(c: &mut Checks) -> Result<(), Failure> {
     if elf.class() != vdso::ELFCLASS32 || v.base + v.len > FOUR_GIB {
         return Ok(());
     }
-    let vsyscall = v.symbol("__kernel_vsyscall").map_err(Failure::Fail)?;
+    let (vsyscall, got) = kernel_vsyscall(&v, nr32::GETPID, &[]).map_err(Failure::Fail)?;
     let pid = sys::getpid();
-    let out = thunks::call32(vsyscall as u32, Regs32::syscall(nr32::GETPID, &[]));
-    diag!(
-        "__kernel_vsyscall at {vsyscall:#x}: getpid from 32-bit code = {}, getpid() = {pid}",
-        out.eax as i32
-    );
+    diag!("__kernel_vsyscall at {vsyscall:#x}: getpid from 32-bit code = {got}, getpid() = {pid}");
     c.check(
-        out.eax as i32 == pid,
-        format!("__kernel_vsyscall getpid {} (want {pid})", out.eax as i32),
+        got == pid,
+        format!("__kernel_vsyscall getpid {got} (want {pid})"),
     );
     Ok(())
+}
+
+/// Makes the ia32 system call `nr` from 32-bit code through the mapped
+/// 32-bit vDSO's __kernel_vsyscall (sysenter on Intel, syscall on AMD).
+/// Returns the entry's address and eax. Prints nothing: stress calls it
+/// after every step.
+pub fn kernel_vsyscall(v: &MappedVdso, nr: u32, args: &[u32]) -> Result<(u64, i32), String> {
+    let vsyscall = v.symbol("__kernel_vsyscall")?;
+    if vsyscall >= FOUR_GIB {
+        return Err(format!("__kernel_vsyscall at {vsyscall:#x} is above 4 GiB"));
+    }
+    let out = thunks::call32(vsyscall as u32, Regs32::syscall(nr, args));
+    Ok((vsyscall, out.eax as i32))
 }
 
 /// Waits for the traced child to stop; returns the stop signal.
@@ -365,6 +374,36 @@ mod tests {
         let none = Err("the mapped [vdso] is ELFCLASS64".to_string());
         let e = check_restorer(0x1000_0610, &none).unwrap_err();
         assert!(e.contains("ELFCLASS64"), "{e}");
+    }
+
+    #[test]
+    fn a_crash_after_an_ia32_signal_round_trip_is_still_recorded() {
+        // ia32 rt_sigreturn restores the alternate stack from a 32-bit
+        // field: the crash handler's stack must survive that.
+        fn signal_then_crash() -> Outcome {
+            thunks::low();
+            install_compat_handler(true, Frame::Rt).map_err(|e| Failure::Fail(e.to_string()))?;
+            let pid = sys::getpid() as u32;
+            thunks::int80_from_32(nr32::KILL, &[pid, libc::SIGUSR1 as u32]);
+            unsafe { std::ptr::read_volatile(0x18 as *const u8) };
+            Ok(())
+        }
+        let _turn = runner::serial_for_tests();
+        let s: &'static runner::Scenario = Box::leak(Box::new(runner::Scenario {
+            id: "ia32_signal_then_crash",
+            description: "test",
+            proves: "test",
+            vanilla: runner::Expect::PASS,
+            patched: runner::Expect::PASS,
+            run: signal_then_crash,
+        }));
+        let r = runner::run_one(s, std::time::Duration::from_secs(10), &mut |_| {});
+        let last = r.diagnostics.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("SIGSEGV at address 0x18"),
+            "{:?}",
+            r.diagnostics
+        );
     }
 
     #[test]

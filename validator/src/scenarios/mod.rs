@@ -1,7 +1,9 @@
 //! The scenario catalogue, in run order: upstream behaviour first (expected
-//! to pass on both kernels), then what the series adds.
+//! to pass on both kernels), then what the series adds, then what runs only
+//! when asked (the stress run).
 
 use crate::runner::Scenario;
+use std::time::Duration;
 
 pub mod bounds;
 pub mod common;
@@ -15,6 +17,7 @@ pub mod introspection;
 pub mod memory;
 pub mod series;
 pub mod signals;
+pub mod stress;
 pub mod vdso_upstream;
 
 pub fn all() -> Vec<&'static Scenario> {
@@ -36,11 +39,44 @@ pub fn all() -> Vec<&'static Scenario> {
     .collect()
 }
 
+/// Scenarios that run only when asked for (`--stress`).
+pub fn on_request() -> Vec<&'static Scenario> {
+    stress::SCENARIOS.iter().collect()
+}
+
+/// The scenarios to run or list: every one of `all()`, plus those of
+/// `on_request()` when `requested`, narrowed by the filter.
+pub fn select(filter: Option<&str>, requested: bool) -> Result<Vec<&'static Scenario>, String> {
+    let mut all = all();
+    if requested {
+        all.extend(on_request());
+    }
+    filter_ids(all, filter)
+}
+
+/// Prepares the stress run (chooses its seed if none was given); call
+/// before the suite forks the scenarios.
+pub fn configure_stress(duration: Duration, seed: Option<u64>, workers: u32) {
+    stress::configure(duration, seed, workers);
+}
+
+/// How long `s` may run: the per-scenario timeout, plus the stress
+/// duration for the stress run.
+pub fn time_allowed(s: &Scenario, timeout: Duration) -> Duration {
+    if s.id == stress::ID {
+        timeout + stress::extra_time()
+    } else {
+        timeout
+    }
+}
+
 /// Scenarios whose id contains one of the comma-separated patterns
 /// (`*` matches anything; no filter or an empty one selects everything).
 /// A filter that selects nothing is an error that lists the ids.
-pub fn select(filter: Option<&str>) -> Result<Vec<&'static Scenario>, String> {
-    let all = all();
+fn filter_ids(
+    all: Vec<&'static Scenario>,
+    filter: Option<&str>,
+) -> Result<Vec<&'static Scenario>, String> {
     let Some(filter) = filter.filter(|f| !f.is_empty()) else {
         return Ok(all);
     };
@@ -82,7 +118,7 @@ mod tests {
 
     #[test]
     fn ids_are_stable_names_and_unique() {
-        let all = all();
+        let all = select(None, true).unwrap();
         let mut seen = std::collections::HashSet::new();
         for s in &all {
             assert!(
@@ -98,13 +134,28 @@ mod tests {
 
     #[test]
     fn filter_selects_by_substring_and_glob() {
-        let n = |f| select(f).map(|s| s.len()).unwrap_or(0);
-        assert_eq!(n(Some("gate_round_trip")), 1);
-        assert!(n(Some("set_compat")) >= 4);
-        assert_eq!(n(Some("int80_*_below_4g")), 3);
-        assert_eq!(n(Some("gate_round_trip, nothing")), 1);
-        assert_eq!(n(None), all().len());
-        assert_eq!(n(Some("")), all().len());
+        let n = |f, asked| select(f, asked).map(|s| s.len()).unwrap_or(0);
+        assert_eq!(n(Some("gate_round_trip"), false), 1);
+        assert!(n(Some("set_compat"), false) >= 4);
+        assert_eq!(n(Some("int80_*_below_4g"), false), 3);
+        assert_eq!(n(Some("gate_round_trip, nothing"), false), 1);
+        assert_eq!(n(None, false), all().len());
+        assert_eq!(n(Some(""), false), all().len());
+    }
+
+    #[test]
+    fn stress_runs_only_when_asked() {
+        let ids = |f, asked| -> Vec<&str> {
+            select(f, asked)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        assert!(!ids(None, false).contains(&stress::ID));
+        assert!(select(Some("stress_compat_mode"), false).is_err());
+        assert_eq!(ids(Some("stress_compat_mode"), true), [stress::ID]);
+        assert_eq!(ids(None, true).last(), Some(&stress::ID));
     }
 
     #[test]
@@ -115,7 +166,7 @@ mod tests {
             ",",
             "gate_round_trip_x",
         ] {
-            let e = select(Some(f)).err().expect("an error");
+            let e = select(Some(f), false).err().expect("an error");
             assert!(e.contains(&format!("`{f}` selects no scenario")), "{e}");
             for s in all() {
                 assert!(e.contains(s.id), "{} missing from {e}", s.id);

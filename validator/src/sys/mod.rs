@@ -18,6 +18,7 @@ pub const PAGE: u64 = 4096;
 /// ia32 syscall numbers (arch/x86/entry/syscalls/syscall_32.tbl).
 pub mod nr32 {
     pub const GETPID: u32 = 20;
+    pub const CLOCK_GETTIME64: u32 = 403;
     pub const KILL: u32 = 37;
     pub const MREMAP: u32 = 163;
     pub const RT_SIGACTION: u32 = 174;
@@ -45,6 +46,8 @@ pub fn errno_name(e: i32) -> String {
         libc::ENOSYS => "ENOSYS",
         libc::EALREADY => "EALREADY",
         libc::EACCES => "EACCES",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EINTR => "EINTR",
         _ => return format!("errno {e}"),
     };
     name.to_string()
@@ -100,25 +103,56 @@ pub fn getpid() -> i32 {
 
 /// 64-bit mmap of anonymous read-write memory.
 pub fn mmap_anon(hint: u64, len: u64, extra_flags: i32) -> Result<u64, i32> {
-    let p = unsafe {
-        libc::mmap(
-            hint as *mut libc::c_void,
-            len as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        Err(errno())
-    } else {
-        Ok(p as u64)
-    }
+    mmap(
+        hint,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+        -1,
+        0,
+    )
+}
+
+/// 64-bit mmap with every argument.
+pub fn mmap(hint: u64, len: u64, prot: i32, flags: i32, fd: i32, offset: u64) -> Result<u64, i32> {
+    // fd widened by hand: a variadic i32 leaves the register's upper half
+    // undefined, and the kernel reads all of it.
+    let fd = i64::from(fd);
+    libc_result(unsafe { libc::syscall(libc::SYS_mmap, hint, len, prot, flags, fd, offset) })
 }
 
 pub fn munmap(addr: u64, len: u64) -> Result<u64, i32> {
     libc_result(unsafe { libc::syscall(libc::SYS_munmap, addr, len) })
+}
+
+/// 64-bit mremap; `new` is used with MREMAP_FIXED only.
+pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: i32, new: u64) -> Result<u64, i32> {
+    libc_result(unsafe { libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new) })
+}
+
+pub fn mprotect(addr: u64, len: u64, prot: i32) -> Result<u64, i32> {
+    libc_result(unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot) })
+}
+
+pub fn madvise(addr: u64, len: u64, advice: i32) -> Result<u64, i32> {
+    libc_result(unsafe { libc::syscall(libc::SYS_madvise, addr, len, advice) })
+}
+
+/// mseal(2) (Linux 6.10); ENOSYS before.
+pub fn mseal(addr: u64, len: u64) -> Result<u64, i32> {
+    const SYS_MSEAL: i64 = 462;
+    libc_result(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0) })
+}
+
+/// CLOCK_MONOTONIC in nanoseconds through the system call, never the
+/// vDSO: callers may have replaced or unmapped the image glibc knows.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 const PROT_RW: u32 = (libc::PROT_READ | libc::PROT_WRITE) as u32;

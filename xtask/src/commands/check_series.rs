@@ -430,7 +430,7 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
         let guest = Guest {
             qemu: &qemu,
-            kernel: &kernel.vmlinux,
+            kernel: &kernel.boot_image,
             initrd: &initrd,
             append: String::new(),
         };

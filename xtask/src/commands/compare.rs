@@ -5,6 +5,7 @@ use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Comparison, Settings, Workspace};
 use crate::results::bundle;
+use crate::results::stress;
 use crate::results::table::{self, Verdicts};
 use crate::results::{exit, junit};
 use anyhow::{Context, Result};
@@ -42,12 +43,25 @@ pub fn run(
         table::print_diagnostics(report, declared);
         table::print_problems(report);
     }
+    let stress_figures = opts.stress.as_ref().map(|_| {
+        let figures = [stress::figures(vanilla), stress::figures(patched)];
+        println!();
+        for (report, figures) in [vanilla, patched].iter().zip(&figures) {
+            println!("stress on {}: {figures}", report.variant.name());
+        }
+        figures
+    });
 
     let markdown = format!("{header}\n{}", verdicts.table(true).markdown());
     let out = paths::results().join("compare.md");
     std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
     let json = paths::results().join("compare.json");
-    let all = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
+    let all = serde_json::json!({
+        "declared": declared,
+        "vanilla": vanilla,
+        "patched": patched,
+        "stress": stress_figures,
+    });
     std::fs::write(&json, serde_json::to_string_pretty(&all)?)?;
 
     let bundled = match bundle {

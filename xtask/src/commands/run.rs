@@ -5,6 +5,7 @@ use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Workspace};
 use crate::results::bundle;
+use crate::results::stress;
 use crate::results::table::{self, Verdicts};
 use crate::results::{exit, junit, report};
 use crate::vm::qemu::Qemu;
@@ -22,7 +23,11 @@ pub fn run(
 ) -> Result<i32> {
     let settings = opts.settings();
     let validator = pipeline::validator()?;
-    let declared = report::declared(&validator, settings.filter.as_deref())?;
+    let declared = report::declared(
+        &validator,
+        settings.filter.as_deref(),
+        settings.stress.as_deref(),
+    )?;
     let ws = Workspace::open(&settings)?;
     let kernel = ws.kernel(variant)?;
     let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
@@ -33,10 +38,17 @@ pub fn run(
     print!("{compact}");
     table::print_diagnostics(&report, &declared);
     table::print_problems(&report);
+    if settings.stress.is_some() {
+        println!(
+            "\nstress on {}: {}",
+            variant.name(),
+            stress::figures(&report)
+        );
+    }
     println!(
         "\nreport: {}",
         paths::results()
-            .join(variant.name())
+            .join(format!("{}{}", variant.name(), settings.flavour.suffix()))
             .join("report.json")
             .display()
     );

@@ -40,7 +40,7 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     };
     let guest = Guest {
         qemu: &qemu,
-        kernel: &kernel.vmlinux,
+        kernel: &kernel.boot_image,
         initrd: &initrd,
         append: append.into(),
     };

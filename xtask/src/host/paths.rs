@@ -46,6 +46,11 @@ pub fn config_fragment() -> PathBuf {
     root().join("qemu").join("kernel.config")
 }
 
+/// The debug flavour's options, merged after `config_fragment()`.
+pub fn debug_fragment() -> PathBuf {
+    root().join("qemu").join("debug.config")
+}
+
 /// Imported kernel sources and their build directories, one folder per source.
 pub fn kernels() -> PathBuf {
     target().join("kernel")

@@ -26,6 +26,10 @@ pub struct Kernel {
     /// (CONFIG_PVH), which skips the BIOS boot path and the decompressor:
     /// about 1 s less per TCG boot than bzImage.
     pub vmlinux: PathBuf,
+    /// What to boot: `vmlinux`, or `bzimage` for a KASAN kernel, whose PVH
+    /// entry runs instrumented code before KASAN's early shadow exists (the
+    /// guest dies silently at once).
+    pub boot_image: PathBuf,
     pub build_dir: PathBuf,
     pub build_key: String,
     pub config_hash: String,
@@ -102,13 +106,16 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
             .with_context(|| format!("building the kernel in {}", build.display()))?;
         std::fs::write(&stamp, &key)?;
     }
-    let config_hash = format!(
-        "{:x}",
-        Sha256::digest(std::fs::read(build.join(".config"))?)
-    );
+    let config = std::fs::read(build.join(".config"))?;
+    let config_hash = format!("{:x}", Sha256::digest(&config));
+    let kasan = String::from_utf8_lossy(&config)
+        .lines()
+        .any(|l| l == "CONFIG_KASAN=y");
+    let boot_image = if kasan { &bzimage } else { &vmlinux }.clone();
     Ok(Kernel {
         bzimage,
         vmlinux,
+        boot_image,
         build_dir: build.to_path_buf(),
         build_key: key,
         config_hash,

@@ -2,10 +2,34 @@
 //! the kernel's own merge_config.sh, olddefconfig, then a check that every
 //! option the fragment asks for survived.
 
+use crate::host::paths;
 use crate::host::process::Cmd;
+use crate::kernel::Flavour;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The fragment a flavour builds with: qemu/kernel.config, and for the
+/// debug flavour qemu/debug.config after it, as one file in `build` (so
+/// that merge_config.sh, the check after olddefconfig and the cache key
+/// all see every option).
+pub fn fragment_for(flavour: Flavour, build: &Path) -> Result<PathBuf> {
+    let base = paths::config_fragment();
+    if flavour == Flavour::Default {
+        return Ok(base);
+    }
+    let mut text = std::fs::read_to_string(&base)
+        .with_context(|| format!("cannot read {}", base.display()))?;
+    let debug = paths::debug_fragment();
+    text.push_str(
+        &std::fs::read_to_string(&debug)
+            .with_context(|| format!("cannot read {}", debug.display()))?,
+    );
+    std::fs::create_dir_all(build).with_context(|| format!("cannot create {}", build.display()))?;
+    let out = build.join(format!("fragment{}.config", flavour.suffix()));
+    std::fs::write(&out, text).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(out)
+}
 
 /// Configures the build directory `build` of the source tree `src`.
 /// `make` returns the kernel's make command for a target, with its flags.
@@ -151,6 +175,38 @@ mod tests {
         assert_eq!(a, canonical("CONFIG_A=y\n\n# other words\nCONFIG_B=y\n"));
         assert_eq!(a, "CONFIG_A=y\nCONFIG_B=y\n");
         assert_ne!(a, canonical("CONFIG_A=y\n# CONFIG_B is not set\n"));
+    }
+
+    #[test]
+    fn the_debug_fragment_adds_its_options_and_keeps_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let merged = fragment_for(Flavour::Debug, dir.path()).unwrap();
+        let options = parse(&std::fs::read_to_string(merged).unwrap());
+        for (option, value) in [
+            ("CONFIG_IA32_EMULATION", "y"),
+            ("CONFIG_KASAN", "y"),
+            ("CONFIG_PROVE_LOCKING", "y"),
+            ("CONFIG_DEBUG_KMEMLEAK", "y"),
+            ("CONFIG_SLUB_TINY", "n"),
+            ("CONFIG_PANIC_ON_OOPS", "n"),
+        ] {
+            assert_eq!(
+                options.get(option).map(String::as_str),
+                Some(value),
+                "{option}"
+            );
+        }
+        let default = fragment_for(Flavour::Default, dir.path()).unwrap();
+        assert_eq!(default, paths::config_fragment());
+        assert_ne!(
+            canonical(&std::fs::read_to_string(default).unwrap()),
+            canonical(
+                &options
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect::<String>()
+            )
+        );
     }
 
     #[test]

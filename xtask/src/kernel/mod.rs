@@ -18,6 +18,35 @@ pub enum Variant {
     Patched,
 }
 
+/// How a kernel is configured: the test VM's fragment alone (`default`,
+/// fast), or with the debug fragment on top (`debug`: KASAN, lockdep,
+/// DEBUG_VM, UBSAN, KFENCE, kmemleak; qemu/debug.config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavour {
+    #[default]
+    Default,
+    Debug,
+}
+
+impl Flavour {
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no flavour is skipped")
+            .get_name()
+            .to_string()
+    }
+
+    /// What a build or results folder of this flavour is called: the
+    /// default flavour keeps the plain names it always had.
+    pub fn suffix(self) -> String {
+        match self {
+            Flavour::Default => String::new(),
+            Flavour::Debug => format!("-{}", self.name()),
+        }
+    }
+}
+
 impl Variant {
     pub const BOTH: [Variant; 2] = [Variant::Vanilla, Variant::Patched];
 

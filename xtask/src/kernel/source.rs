@@ -8,7 +8,7 @@ use crate::host::deps::{self, Need};
 use crate::host::paths;
 use crate::host::process::Cmd;
 use crate::kernel::git::git;
-use crate::kernel::Variant;
+use crate::kernel::{Flavour, Variant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -174,7 +174,14 @@ impl Layout {
         self.dir.join(variant.name()).join("src")
     }
     pub fn build(&self, variant: Variant) -> PathBuf {
-        self.dir.join(variant.name()).join("build")
+        self.build_for(variant, Flavour::Default)
+    }
+    /// One build directory per flavour, so that a debug build never
+    /// replaces the default one (they share ccache all the same).
+    pub fn build_for(&self, variant: Variant, flavour: Flavour) -> PathBuf {
+        self.dir
+            .join(variant.name())
+            .join(format!("build{}", flavour.suffix()))
     }
     /// A further tree (or build) beside vanilla and patched, e.g. "bisect".
     pub fn extra(&self, name: &str) -> PathBuf {

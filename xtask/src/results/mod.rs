@@ -8,4 +8,5 @@ pub mod exit;
 pub mod junit;
 pub mod ktap;
 pub mod report;
+pub mod stress;
 pub mod table;

@@ -96,10 +96,19 @@ pub fn parse_declared(json: &str) -> Result<Vec<Declared>> {
 
 /// Asks the (host-runnable) validator binary what it will run and expects,
 /// with the same filter the guest gets, so the two always agree.
-pub fn declared(validator: &Path, filter: Option<&str>) -> Result<Vec<Declared>> {
+/// The scenarios a run will report: with the run's filter, and with the
+/// stress scenario when the run asks for one (`stress`: its duration).
+pub fn declared(
+    validator: &Path,
+    filter: Option<&str>,
+    stress: Option<&str>,
+) -> Result<Vec<Declared>> {
     let mut list = Cmd::new(validator).args(["--list", "--json"]);
     if let Some(filter) = filter {
         list = list.arg("--filter").arg(filter);
+    }
+    if let Some(stress) = stress {
+        list = list.arg("--stress").arg(stress);
     }
     let json = list
         .read()

@@ -32,7 +32,7 @@ enum At {
 /// kernel/hung_task.c, kernel/rcu/tree_stall.h, mm/kmemleak.c, lib/ubsan.c,
 /// mm/kasan/report.c, mm/kfence/report.c, kernel/locking/lockdep.c,
 /// kernel/panic.c, arch/x86/mm/fault.c).
-const SPLATS: [(At, &str); 21] = [
+const SPLATS: [(At, &str); 22] = [
     (At::Start("Kernel panic - not syncing"), "panic"),
     (At::Within("BUG: KASAN:"), "KASAN"),
     (At::Within("BUG: KFENCE:"), "KFENCE"),
@@ -50,6 +50,8 @@ const SPLATS: [(At, &str); 21] = [
     (At::Within("self-detected stall on CPU"), "RCU stall"),
     (At::Start("INFO: task "), "hung task"),
     (At::Within("new suspected memory leaks"), "kmemleak"),
+    // What the validator prints of the debug flavour's end-of-run scan.
+    (At::Start("# kmemleak: unreferenced object"), "kmemleak"),
     (At::Within("[1]: segfault at "), "segfault of PID 1"),
     (At::Start("Oops:"), "oops"),
     (At::Start("Unable to handle kernel"), "oops"),
@@ -82,6 +84,23 @@ pub fn is_guest_kernel_line(line: &str) -> bool {
     text.len() != line.trim_start().len()
         || text.starts_with("Linux version ")
         || text.starts_with("KTAP version")
+}
+
+/// What each detector of the debug flavour prints when it starts: a debug
+/// kernel that does not say these lines is not checking anything.
+const DEBUG_ANNOUNCEMENTS: [(&str, &str); 3] = [
+    ("KASAN", "KernelAddressSanitizer initialized"),
+    ("lockdep", "Lock dependency validator"),
+    ("kmemleak", "Kernel memory leak detector initialized"),
+];
+
+/// The debug detectors whose announcement is missing from `console`.
+pub fn debug_detectors_silent(console: &[String]) -> Vec<&'static str> {
+    DEBUG_ANNOUNCEMENTS
+        .iter()
+        .filter(|(_, line)| !console.iter().any(|l| l.contains(line)))
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 pub fn is_panic(line: &str) -> bool {

@@ -26,7 +26,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 12] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -67,6 +67,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "a WARN_ON in the patched kernel fails run, compare and check-series with the WARNING's first lines",
             super::warn_on::check,
+        ),
+        (
+            "stress: a kernel that leaves the old [vvar] on ARCH_SET_NATIVE is caught with a seed and a step",
+            check_stress_catches_a_fault,
         ),
     ];
     let chosen: Vec<(&str, Check)> = checks
@@ -142,7 +146,7 @@ fn check_compare(opts: &RunOpts) -> Result<()> {
     // Every declared scenario has its row, no more: the table is read back
     // from the Markdown file, the declarations from the validator itself.
     let validator = pipeline::validator()?;
-    let declared = report::declared(&validator, opts.filter.as_deref())?;
+    let declared = report::declared(&validator, opts.filter.as_deref(), None)?;
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
     let rows = table_rows(&md);
     ensure!(
@@ -398,6 +402,74 @@ fn check_broken_patch(opts: &RunOpts) -> Result<()> {
         clean.trim().is_empty() && head.trim() == ws.source.commit,
         "the tree was left half-applied"
     );
+    Ok(())
+}
+
+/// The series plus the test-only patch of xtask/testdata/stress-fault/,
+/// booted with a fixed seed: the stress run must name the broken
+/// invariant, the seed and the step (docs/stress.md).
+fn check_stress_catches_a_fault(opts: &RunOpts) -> Result<()> {
+    let ws = Workspace::open(&opts.settings())?;
+    let dir = tempfile::tempdir()?;
+    let faulty = dir.path().join("series-dir");
+    std::fs::create_dir(&faulty)?;
+    let mut list = String::new();
+    for p in &ws.series.patches {
+        std::fs::write(faulty.join(&p.name), &p.contents)?;
+        list.push_str(&format!("{}\n", p.name));
+    }
+    let testdata = paths::root().join("xtask/testdata/stress-fault");
+    for entry in
+        std::fs::read_dir(&testdata).with_context(|| format!("reading {}", testdata.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .to_string();
+        std::fs::copy(&path, faulty.join(&name))?;
+        list.push_str(&format!("{name}\n"));
+    }
+    std::fs::write(faulty.join("series"), list)?;
+    drop(ws);
+    let run_opts = RunOpts {
+        series: None,
+        filter: None,
+        ..opts.clone()
+    };
+    let faulty_arg = faulty.display().to_string();
+    let args = [
+        "run",
+        "--variant",
+        "patched",
+        "--series",
+        &faulty_arg,
+        "--filter",
+        "stress_compat_mode",
+        "--stress",
+        "30s",
+        "--seed",
+        "1",
+    ];
+    let code = xtask(&args, &run_opts)?.run()?.code();
+    ensure!(
+        code == Some(1),
+        "the run of the broken kernel exited {code:?}, not 1"
+    );
+    let report = std::fs::read_to_string(paths::results().join("patched/report.json"))?;
+    let report: serde_json::Value = serde_json::from_str(&report)?;
+    let diagnostics = report["ktap"]["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|t| t["id"] == "stress_compat_mode"))
+        .map(|t| t["diagnostics"].to_string())
+        .context("no stress_compat_mode result in the report")?;
+    for wanted in ["INVARIANT BROKEN: vdso_image_whole", "--seed 0x1", "step "] {
+        ensure!(
+            diagnostics.contains(wanted),
+            "the stress run did not print `{wanted}`: {diagnostics}"
+        );
+    }
     Ok(())
 }
 

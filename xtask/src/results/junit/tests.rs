@@ -26,6 +26,7 @@ fn report(variant: Variant, ktap: &str, problems: &[&str]) -> RunReport {
         kernel: Kernel {
             bzimage: "bz".into(),
             vmlinux: "vmlinux".into(),
+            boot_image: "vmlinux".into(),
             build_dir: "b".into(),
             build_key: "k".into(),
             config_hash: "h".into(),

@@ -158,3 +158,17 @@ fn firmware_banners_are_not_the_guest_kernel() {
         assert!(is_guest_kernel_line(kernel), "{kernel}");
     }
 }
+
+#[test]
+fn a_debug_kernel_must_announce_its_detectors() {
+    let console: Vec<String> = [
+        "[    0.000000] kasan: KernelAddressSanitizer initialized",
+        "[    0.010000] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(debug_detectors_silent(&console), ["kmemleak"]);
+    assert_eq!(debug_detectors_silent(&[]).len(), 3);
+    let leak = "# kmemleak: unreferenced object 0xffff888003a1c000 (size 64):";
+    assert_eq!(kernel_problem(leak), Some("kmemleak"));
+}
