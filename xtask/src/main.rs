@@ -24,7 +24,11 @@ fn main() {
         Command::Compare { cover_letter, opts } => compare::run(&opts, cover_letter),
         Command::Build { variant, opts } => build::run(variant, &opts),
         Command::Run { variant, opts } => run::run(variant, &opts),
-        Command::Shell { variant, opts } => shell::shell(variant, &opts),
+        Command::Shell {
+            variant,
+            compat_shell,
+            opts,
+        } => shell::shell(variant, &opts, compat_shell),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries(opts) => check_series::run(&opts),
         Command::Bench(opts) => bench::run(&opts),

@@ -5,7 +5,7 @@
 //! Progress and notes are reported here, from the facts the lower layers return.
 
 use crate::host::ui::{self, Step};
-use crate::host::{deps, lock, paths};
+use crate::host::{debian, deps, lock, paths};
 use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::series::{self, Series};
 use crate::kernel::source::{self, Layout, Provider, SourceInfo};
@@ -151,11 +151,16 @@ impl Workspace {
         }
     }
 
-    /// The validator initramfs (the same bytes for both variants). The
+    /// The validator initramfs (the same bytes for both variants): the
+    /// validator as /init, compat-exec and the i386 busybox. The
     /// filter travels in it as a file, verbatim: the kernel command line
     /// would split it at spaces and read quotes its own way, so the guest
     /// would not select what `validator --list --filter` on the host did.
-    pub fn validator_initramfs(&self, validator: &Path, filter: Option<&str>) -> Result<PathBuf> {
+    pub fn validator_initramfs(
+        &self,
+        programs: &Programs,
+        filter: Option<&str>,
+    ) -> Result<PathBuf> {
         let dir = paths::target().join("initramfs");
         let out = dir.join("validator.cpio");
         let filter_file = dir.join("validator-filter");
@@ -175,7 +180,7 @@ impl Workspace {
         };
         let contents = Contents {
             lists: &["validator.list"],
-            vars: &[("VALIDATOR", validator)],
+            vars: &programs.vars(),
             extra,
         };
         initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
@@ -202,19 +207,74 @@ pub fn build_kernel(what: &str, inputs: &BuildInputs) -> Result<Kernel> {
     }
 }
 
-/// The static validator, built (cargo is incremental) and checked.
-pub fn validator() -> Result<PathBuf> {
-    let step = Step::start("Building the static validator");
-    match initramfs::build_validator() {
-        Ok(binary) => {
-            step.finish("done");
-            Ok(binary)
-        }
+/// What the guests carry besides busybox: the validator, compat-exec and
+/// Debian's i386 busybox (the program the real-program scenarios run).
+pub struct Programs {
+    pub validator: PathBuf,
+    pub compat_exec: PathBuf,
+    pub busybox_i386: PathBuf,
+}
+
+impl Programs {
+    /// The `${VARS}` of initramfs/ lists that name them.
+    pub fn vars(&self) -> [(&'static str, &Path); 3] {
+        [
+            ("VALIDATOR", &self.validator),
+            ("COMPAT_EXEC", &self.compat_exec),
+            ("BUSYBOX_I386", &self.busybox_i386),
+        ]
+    }
+}
+
+/// Where busybox-static puts its one binary.
+const BUSYBOX_IN_PACKAGE: &str = "bin/busybox";
+
+/// The static validator and compat-exec, built (cargo is incremental) and
+/// checked, and the i386 busybox, fetched unless it already was.
+pub fn programs() -> Result<Programs> {
+    let step = Step::start("Building the static validator and compat-exec");
+    let built = initramfs::build_static(&[initramfs::VALIDATOR, initramfs::COMPAT_EXEC]);
+    let [validator, compat_exec]: [PathBuf; 2] = match built {
+        Ok(binaries) => binaries
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("cargo built fewer binaries than asked"))?,
         Err(err) => {
             step.fail();
-            Err(err)
+            return Err(err);
         }
+    };
+    step.finish("done");
+    let package = debian::BUSYBOX_I386;
+    let step = Step::start(format!("Debian's {} (private apt state)", package.spec()));
+    let unpacked = match debian::unpacked(package) {
+        Ok(unpacked) => unpacked,
+        Err(err) => {
+            step.fail();
+            return Err(err);
+        }
+    };
+    step.finish(&format!(
+        "{} {}",
+        if unpacked.fetched {
+            "fetched"
+        } else {
+            "cached"
+        },
+        unpacked.deb
+    ));
+    let busybox_i386 = unpacked.root.join(BUSYBOX_IN_PACKAGE);
+    if !busybox_i386.is_file() {
+        anyhow::bail!(
+            "{} has no {BUSYBOX_IN_PACKAGE}; remove {} and retry",
+            unpacked.deb,
+            unpacked.root.display()
+        );
     }
+    Ok(Programs {
+        validator,
+        compat_exec,
+        busybox_i386,
+    })
 }
 
 /// Boots `guest` with `--accel`'s choice, falling back from a silent KVM
@@ -340,12 +400,12 @@ pub struct Comparison {
 pub fn collect(settings: &Settings) -> Result<Comparison> {
     // The declarations first: a filter that selects nothing is an error
     // before ten minutes of kernel builds, not after.
-    let validator = validator()?;
-    let declared = report::declared(&validator, settings.filter.as_deref())?;
+    let programs = programs()?;
+    let declared = report::declared(&programs.validator, settings.filter.as_deref())?;
     let ws = Workspace::open(settings)?;
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;
-    let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
+    let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
 
     // The two guests are independent: boot them side by side.

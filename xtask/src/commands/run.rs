@@ -11,11 +11,11 @@ use anyhow::Result;
 
 pub fn run(variant: Variant, opts: &RunOpts) -> Result<i32> {
     let settings = opts.settings();
-    let validator = pipeline::validator()?;
-    let declared = report::declared(&validator, settings.filter.as_deref())?;
+    let programs = pipeline::programs()?;
+    let declared = report::declared(&programs.validator, settings.filter.as_deref())?;
     let ws = Workspace::open(&settings)?;
     let kernel = ws.kernel(variant)?;
-    let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
+    let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
     let report = pipeline::boot_validator(&ws, variant, kernel, &initrd, &qemu, &settings)?;
     let verdicts = Verdicts::new(&declared, &[&report]);

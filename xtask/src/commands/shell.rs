@@ -1,11 +1,12 @@
 //! `cargo xtask shell` and `cargo xtask gdb`: one kernel booted with QEMU
-//! attached to this terminal, into busybox (initramfs/shell.list).
+//! attached to this terminal, into busybox (initramfs/shell.list), or with
+//! `--compat-shell` into the i386 busybox's sh started by compat-exec.
 
 use crate::flags::RunOpts;
 use crate::host::deps;
 use crate::host::paths;
 use crate::kernel::Variant;
-use crate::pipeline::{self, Workspace};
+use crate::pipeline::{self, Programs, Workspace};
 use crate::vm::accel;
 use crate::vm::boot;
 use crate::vm::initramfs::{self, Contents};
@@ -13,9 +14,15 @@ use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-/// `cargo xtask shell`: the kernel with busybox, attached to this terminal.
-pub fn shell(variant: Variant, opts: &RunOpts) -> Result<i32> {
-    interactive(variant, opts, Mode::Shell)
+/// `cargo xtask shell`: the kernel with busybox, attached to this terminal;
+/// `compat`: the shell is `compat-exec /bin/busybox-i386 sh`.
+pub fn shell(variant: Variant, opts: &RunOpts, compat: bool) -> Result<i32> {
+    let mode = if compat {
+        Mode::CompatShell
+    } else {
+        Mode::Shell
+    };
+    interactive(variant, opts, mode)
 }
 
 /// `cargo xtask gdb`: QEMU waits for a debugger before the first instruction.
@@ -25,18 +32,24 @@ pub fn gdb(variant: Variant, opts: &RunOpts) -> Result<i32> {
 
 enum Mode {
     Shell,
+    CompatShell,
     Gdb,
 }
+
+/// The kernel command line word initramfs/shell-init looks for (a word
+/// with a dot: the kernel leaves it to /proc/cmdline, not to init's argv).
+const COMPAT_SHELL_WORD: &str = "shell.compat";
 
 /// Boots the busybox initramfs with QEMU attached to this terminal.
 fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     let ws = Workspace::open(&opts.settings())?;
     let kernel = ws.kernel(variant)?;
-    let validator = pipeline::validator()?;
-    let initrd = shell_initramfs(&ws, &validator)?;
+    let programs = pipeline::programs()?;
+    let initrd = shell_initramfs(&ws, &programs)?;
     let qemu = Qemu::find()?;
     let (append, accel, extra): (&str, _, &[&str]) = match mode {
         Mode::Shell => ("", accel::first_choice(opts.accel), &[]),
+        Mode::CompatShell => (COMPAT_SHELL_WORD, accel::first_choice(opts.accel), &[]),
         // TCG and nokaslr: breakpoints and symbols match vmlinux.
         Mode::Gdb => ("nokaslr", Accelerator::Tcg, &["-s", "-S"]),
     };
@@ -49,6 +62,10 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     match mode {
         Mode::Shell => println!(
             "Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.",
+            variant.name()
+        ),
+        Mode::CompatShell => println!(
+            "Booting the {} kernel into `compat-exec /bin/busybox-i386 sh`: an i386 shell in a switched 64-bit process; `exit` or Ctrl-A X leaves.",
             variant.name()
         ),
         Mode::Gdb => print_gdb_help(&kernel.vmlinux),
@@ -66,15 +83,15 @@ fn print_gdb_help(vmlinux: &Path) {
     println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
 }
 
-/// busybox as /bin/sh, initramfs/shell-init as /init, the validator as a command.
-fn shell_initramfs(ws: &Workspace, validator: &Path) -> Result<PathBuf> {
+/// busybox as /bin/sh, initramfs/shell-init as /init; the validator,
+/// compat-exec and the i386 busybox as commands.
+fn shell_initramfs(ws: &Workspace, programs: &Programs) -> Result<PathBuf> {
     let out = paths::target().join("initramfs").join("shell.cpio");
+    let mut vars = vec![("BUSYBOX", Path::new(deps::BUSYBOX))];
+    vars.extend(programs.vars());
     let contents = Contents {
         lists: &["shell.list"],
-        vars: &[
-            ("BUSYBOX", Path::new(deps::BUSYBOX)),
-            ("VALIDATOR", validator),
-        ],
+        vars: &vars,
         extra: String::new(),
     };
     initramfs::pack(&ws.layout.src(Variant::Vanilla), &contents, &out)?;

@@ -1,6 +1,7 @@
 //! This machine and its terminal: paths, programs, locks, packages, progress.
 //! Nothing here knows about kernels, guests or results.
 
+pub mod debian;
 pub mod deps;
 pub mod lock;
 pub mod paths;

@@ -149,10 +149,10 @@ fn check_cached(opts: &RunOpts) -> Result<()> {
 
 fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
     let ws = Workspace::open(&opts.settings())?;
-    let validator = pipeline::validator()?;
-    let first = std::fs::read(ws.validator_initramfs(&validator, None)?)?;
+    let programs = pipeline::programs()?;
+    let first = std::fs::read(ws.validator_initramfs(&programs, None)?)?;
     std::thread::sleep(Duration::from_millis(1100));
-    let second = std::fs::read(ws.validator_initramfs(&validator, None)?)?;
+    let second = std::fs::read(ws.validator_initramfs(&programs, None)?)?;
     ensure!(first == second, "two packs of the same inputs differ");
     ensure!(first.starts_with(b"070701"), "not a newc cpio archive");
     Ok(())
