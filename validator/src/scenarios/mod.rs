@@ -12,6 +12,7 @@ pub mod criu;
 pub mod gate;
 pub mod introspection;
 pub mod memory;
+pub mod real_programs;
 pub mod series;
 pub mod signals;
 pub mod vdso_upstream;
@@ -28,6 +29,7 @@ pub fn all() -> Vec<&'static Scenario> {
         compat_errors::SCENARIOS,
         bounds::SCENARIOS,
         criu::SCENARIOS,
+        real_programs::SCENARIOS,
     ]
     .into_iter()
     .flatten()
