@@ -28,9 +28,18 @@ fn every_scenario_matches_its_declaration_on_this_kernel() {
         declared.as_array().unwrap().len(),
         "every scenario ran"
     );
-    let mismatches: Vec<String> = results
+    let (absent, mismatched): (Vec<&Value>, Vec<&Value>) = results
         .iter()
         .filter(|r| r["matches"] != Value::Bool(true))
+        .partition(|r| skipped_for_guest_programs(r));
+    for r in &absent {
+        eprintln!(
+            "{}: {} (the VM run declares and checks it)",
+            r["id"], r["reason"]
+        );
+    }
+    let mismatches: Vec<String> = mismatched
+        .iter()
         .map(|r| {
             format!(
                 "{} observed {} expected {}: {}",
@@ -44,7 +53,21 @@ fn every_scenario_matches_its_declaration_on_this_kernel() {
         v["kernel"],
         mismatches.join("\n")
     );
-    assert_eq!(code, 0);
+    assert_eq!(code, if absent.is_empty() { 0 } else { 1 });
+}
+
+/// The real-program scenarios run the i386 busybox through compat-exec,
+/// which only the validator initramfs carries: on a host without them they
+/// skip, naming the absent file (the VM run, where a skip is unexpected,
+/// is what checks them).
+fn skipped_for_guest_programs(r: &Value) -> bool {
+    let reason = r["reason"].as_str().unwrap_or_default();
+    let absent_file = ["/bin/compat-exec", "/bin/busybox-i386"]
+        .into_iter()
+        .any(|p| {
+            reason.starts_with(&format!("{p} is absent")) && !std::path::Path::new(p).exists()
+        });
+    r["observed"] == "skip" && absent_file
 }
 
 #[test]
@@ -126,8 +149,15 @@ fn every_declared_failure_is_observed_with_its_reason_in_ktap() {
     let run: Value = serde_json::from_str(&json).unwrap();
     let kernel = run["kernel"].as_str().unwrap().to_string();
     let (_, ktap) = validator(&[]);
+    let absent: Vec<&Value> = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| skipped_for_guest_programs(r))
+        .map(|r| &r["id"])
+        .collect();
     for s in declared.as_array().unwrap() {
-        if s[kernel.as_str()] != "fail" {
+        if s[kernel.as_str()] != "fail" || absent.contains(&&s["id"]) {
             continue;
         }
         let reason = s[format!("{kernel}_reason")]

@@ -69,6 +69,10 @@ pub enum Command {
     Shell {
         #[arg(long, value_enum, default_value_t = Variant::Patched)]
         variant: Variant,
+        /// The shell is Debian's i386 busybox sh run by compat-exec: a 32-bit
+        /// shell in a 64-bit process switched with ARCH_SET_COMPAT (patched kernel).
+        #[arg(long)]
+        compat_shell: bool,
         #[command(flatten)]
         opts: RunOpts,
     },

@@ -42,7 +42,11 @@ fn main() {
             junit,
             opts,
         } => run::run(variant, &opts, None, junit.as_deref()),
-        Command::Shell { variant, opts } => shell::shell(variant, &opts),
+        Command::Shell {
+            variant,
+            compat_shell,
+            opts,
+        } => shell::shell(variant, &opts, compat_shell),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries { only, opts } => check_series::run(only.as_deref(), &opts),
         Command::Bench(opts) => bench::run(&opts),

@@ -5,7 +5,7 @@
 //! Progress and notes are reported here, from the facts the lower layers return.
 
 use crate::host::ui::{self, Step};
-use crate::host::{deps, lock, paths};
+use crate::host::{debian, deps, lock, paths};
 use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::series::{self, Series};
 use crate::kernel::source::{self, Layout, Provider, SourceInfo};
@@ -180,11 +180,16 @@ impl Workspace {
         }
     }
 
-    /// The validator initramfs (the same bytes for both variants). The
+    /// The validator initramfs (the same bytes for both variants): the
+    /// validator as /init, compat-exec and the i386 busybox. The
     /// filter travels in it as a file, verbatim: the kernel command line
     /// would split it at spaces and read quotes its own way, so the guest
     /// would not select what `validator --list --filter` on the host did.
-    pub fn validator_initramfs(&self, validator: &Path, filter: Option<&str>) -> Result<PathBuf> {
+    pub fn validator_initramfs(
+        &self,
+        programs: &Programs,
+        filter: Option<&str>,
+    ) -> Result<PathBuf> {
         let dir = paths::target().join("initramfs");
         let out = dir.join("validator.cpio");
         let filter_file = dir.join("validator-filter");
@@ -204,7 +209,7 @@ impl Workspace {
         };
         let contents = Contents {
             lists: &["validator.list"],
-            vars: &[("VALIDATOR", validator)],
+            vars: &programs.vars(),
             extra,
         };
         initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
@@ -213,14 +218,13 @@ impl Workspace {
 
     /// busybox as /bin/sh, initramfs/shell-init as /init, the validator as
     /// a command (`shell`, `gdb`, and the bundle's `run.sh --shell`).
-    pub fn shell_initramfs(&self, validator: &Path) -> Result<PathBuf> {
+    pub fn shell_initramfs(&self, programs: &Programs) -> Result<PathBuf> {
         let out = paths::target().join("initramfs").join("shell.cpio");
+        let mut vars = vec![("BUSYBOX", Path::new(deps::BUSYBOX))];
+        vars.extend(programs.vars());
         let contents = Contents {
             lists: &["shell.list"],
-            vars: &[
-                ("BUSYBOX", Path::new(deps::BUSYBOX)),
-                ("VALIDATOR", validator),
-            ],
+            vars: &vars,
             extra: String::new(),
         };
         initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
@@ -247,19 +251,74 @@ pub fn build_kernel(what: &str, inputs: &BuildInputs) -> Result<Kernel> {
     }
 }
 
-/// The static validator, built (cargo is incremental) and checked.
-pub fn validator() -> Result<PathBuf> {
-    let step = Step::start("Building the static validator");
-    match initramfs::build_validator() {
-        Ok(binary) => {
-            step.finish("done");
-            Ok(binary)
-        }
+/// What the guests carry besides busybox: the validator, compat-exec and
+/// Debian's i386 busybox (the program the real-program scenarios run).
+pub struct Programs {
+    pub validator: PathBuf,
+    pub compat_exec: PathBuf,
+    pub busybox_i386: PathBuf,
+}
+
+impl Programs {
+    /// The `${VARS}` of initramfs/ lists that name them.
+    pub fn vars(&self) -> [(&'static str, &Path); 3] {
+        [
+            ("VALIDATOR", &self.validator),
+            ("COMPAT_EXEC", &self.compat_exec),
+            ("BUSYBOX_I386", &self.busybox_i386),
+        ]
+    }
+}
+
+/// Where busybox-static puts its one binary.
+const BUSYBOX_IN_PACKAGE: &str = "bin/busybox";
+
+/// The static validator and compat-exec, built (cargo is incremental) and
+/// checked, and the i386 busybox, fetched unless it already was.
+pub fn programs() -> Result<Programs> {
+    let step = Step::start("Building the static validator and compat-exec");
+    let built = initramfs::build_static(&[initramfs::VALIDATOR, initramfs::COMPAT_EXEC]);
+    let [validator, compat_exec]: [PathBuf; 2] = match built {
+        Ok(binaries) => binaries
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("cargo built fewer binaries than asked"))?,
         Err(err) => {
             step.fail();
-            Err(err)
+            return Err(err);
         }
+    };
+    step.finish("done");
+    let package = debian::BUSYBOX_I386;
+    let step = Step::start(format!("Debian's {} (private apt state)", package.spec()));
+    let unpacked = match debian::unpacked(package) {
+        Ok(unpacked) => unpacked,
+        Err(err) => {
+            step.fail();
+            return Err(err);
+        }
+    };
+    step.finish(&format!(
+        "{} {}",
+        if unpacked.fetched {
+            "fetched"
+        } else {
+            "cached"
+        },
+        unpacked.deb
+    ));
+    let busybox_i386 = unpacked.root.join(BUSYBOX_IN_PACKAGE);
+    if !busybox_i386.is_file() {
+        anyhow::bail!(
+            "{} has no {BUSYBOX_IN_PACKAGE}; remove {} and retry",
+            unpacked.deb,
+            unpacked.root.display()
+        );
     }
+    Ok(Programs {
+        validator,
+        compat_exec,
+        busybox_i386,
+    })
 }
 
 /// Boots `guest` with `--accel`'s choice, falling back from a failed KVM
@@ -458,7 +517,7 @@ pub struct Comparison {
     pub vanilla: RunReport,
     pub patched: RunReport,
     /// What was booted, for a bundle of the run.
-    pub validator: PathBuf,
+    pub programs: Programs,
     pub initrd: PathBuf,
     pub qemu: Qemu,
 }
@@ -467,16 +526,16 @@ pub struct Comparison {
 pub fn collect(settings: &Settings) -> Result<Comparison> {
     // The declarations first: a filter that selects nothing is an error
     // before ten minutes of kernel builds, not after.
-    let validator = validator()?;
+    let programs = programs()?;
     let declared = report::declared(
-        &validator,
+        &programs.validator,
         settings.filter.as_deref(),
         settings.stress.as_deref(),
     )?;
     let ws = Workspace::open(settings)?;
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;
-    let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
+    let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
 
     // The two guests are independent: boot them side by side.
@@ -495,7 +554,7 @@ pub fn collect(settings: &Settings) -> Result<Comparison> {
         declared,
         vanilla,
         patched,
-        validator,
+        programs,
         initrd,
         qemu,
     })

@@ -15,6 +15,7 @@ pub mod criu;
 pub mod gate;
 pub mod introspection;
 pub mod memory;
+pub mod real_programs;
 pub mod series;
 pub mod signals;
 pub mod stress;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<&'static Scenario> {
         compat_rollback::SCENARIOS,
         bounds::SCENARIOS,
         criu::SCENARIOS,
+        real_programs::SCENARIOS,
     ]
     .into_iter()
     .flatten()

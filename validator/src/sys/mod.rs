@@ -171,6 +171,8 @@ pub fn int80_mmap2(hint: u32, len: u32, extra_flags: u32) -> Result<u64, i32> {
 pub struct MapLine {
     pub start: u64,
     pub end: u64,
+    /// `r-xp` and the like.
+    pub perms: String,
     pub name: String,
     pub line: String,
 }
@@ -180,12 +182,13 @@ pub fn parse_maps(text: &str) -> Vec<MapLine> {
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let range = fields.next()?;
-            let _perms = fields.next()?;
+            let perms = fields.next()?.to_string();
             let name = fields.nth(3).unwrap_or("").to_string();
             let (s, e) = range.split_once('-')?;
             Some(MapLine {
                 start: u64::from_str_radix(s, 16).ok()?,
                 end: u64::from_str_radix(e, 16).ok()?,
+                perms,
                 name,
                 line: line.to_string(),
             })
@@ -325,4 +328,61 @@ pub fn fork_child(f: impl FnOnce() -> i32) -> i32 {
         unsafe { libc::_exit(code) };
     }
     pid
+}
+
+/// What [`run_program`] runs: an executable, its argv (argv[0] included)
+/// and environment, its working folder, and the files its stdin, stdout and
+/// stderr are opened on (stdout and stderr are created or truncated).
+pub struct Program<'a> {
+    pub path: &'a str,
+    pub argv: &'a [&'a str],
+    pub env: &'a [&'a str],
+    pub dir: &'a str,
+    pub stdin: &'a str,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+}
+
+/// Runs `p` with fork and execve and waits at most `ms` for it. Files, not
+/// pipes, and not std::process: the test kernel has no AF_UNIX, which
+/// Rust's process spawning uses. An execve failure is exit status 127.
+pub fn run_program(p: &Program, ms: u64) -> Result<Exit, String> {
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|e| format!("{s:?}: {e}"));
+    let path = c(p.path)?;
+    let argv: Vec<std::ffi::CString> = p.argv.iter().map(|a| c(a)).collect::<Result<_, _>>()?;
+    let env: Vec<std::ffi::CString> = p.env.iter().map(|a| c(a)).collect::<Result<_, _>>()?;
+    let ptrs = |v: &[std::ffi::CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|s| s.as_ptr())
+            .chain([std::ptr::null()])
+            .collect()
+    };
+    let (argv_p, env_p) = (ptrs(&argv), ptrs(&env));
+    let (dir, stdin, stdout, stderr) = (c(p.dir)?, c(p.stdin)?, c(p.stdout)?, c(p.stderr)?);
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", errno_name(errno())));
+    }
+    if pid == 0 {
+        // Only async-signal-safe calls from here to execve.
+        unsafe {
+            let out = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+            let fds = [
+                libc::open(stdin.as_ptr(), libc::O_RDONLY),
+                libc::open(stdout.as_ptr(), out, 0o644),
+                libc::open(stderr.as_ptr(), out, 0o644),
+            ];
+            for (target, fd) in fds.iter().enumerate() {
+                if *fd < 0 || libc::dup2(*fd, target as i32) < 0 {
+                    libc::_exit(126);
+                }
+            }
+            if libc::chdir(dir.as_ptr()) != 0 {
+                libc::_exit(126);
+            }
+            libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    Ok(wait_exit(pid, ms))
 }

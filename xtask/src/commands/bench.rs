@@ -126,10 +126,10 @@ fn measure_warm(settings: &Settings, figures: &mut Vec<Figure>) -> Result<Warm> 
         },
     ));
     push_boot_figures(figures, &warm);
-    let validator = pipeline::validator()?;
+    let programs = pipeline::programs()?;
     Ok(Warm {
-        initrd: warm.ws.validator_initramfs(&validator, None)?,
-        validator,
+        initrd: warm.ws.validator_initramfs(&programs, None)?,
+        validator: programs.validator,
         kernels: [
             warm.vanilla.kernel.vmlinux.clone(),
             warm.patched.kernel.vmlinux.clone(),

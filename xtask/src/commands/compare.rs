@@ -116,7 +116,7 @@ fn write_bundle(
     markdown: &str,
     output: Option<&Path>,
 ) -> Result<PathBuf> {
-    let shell_initrd = both.ws.shell_initramfs(&both.validator)?;
+    let shell_initrd = both.ws.shell_initramfs(&both.programs)?;
     let run = bundle::Run {
         source: &both.ws.source,
         series: &both.ws.series,

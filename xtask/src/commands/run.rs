@@ -22,15 +22,15 @@ pub fn run(
     junit: Option<&Path>,
 ) -> Result<i32> {
     let settings = opts.settings();
-    let validator = pipeline::validator()?;
+    let programs = pipeline::programs()?;
     let declared = report::declared(
-        &validator,
+        &programs.validator,
         settings.filter.as_deref(),
         settings.stress.as_deref(),
     )?;
     let ws = Workspace::open(&settings)?;
     let kernel = ws.kernel(variant)?;
-    let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
+    let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
     let report = pipeline::boot_validator(&ws, variant, kernel, &initrd, &qemu, &settings)?;
     let verdicts = Verdicts::new(&declared, &[&report]);
@@ -55,7 +55,7 @@ pub fn run(
     if let Some(output) = bundle {
         let series_hash = ws.series.hash();
         let header = table::header(&ws.source, ws.series.patches.len(), &series_hash, &report);
-        let shell_initrd = ws.shell_initramfs(&validator)?;
+        let shell_initrd = ws.shell_initramfs(&programs)?;
         let run = bundle::Run {
             source: &ws.source,
             series: &ws.series,

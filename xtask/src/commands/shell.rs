@@ -1,5 +1,6 @@
 //! `cargo xtask shell` and `cargo xtask gdb`: one kernel booted with QEMU
-//! attached to this terminal, into busybox (initramfs/shell.list).
+//! attached to this terminal, into busybox (initramfs/shell.list), or with
+//! `--compat-shell` into the i386 busybox's sh started by compat-exec.
 
 use crate::flags::RunOpts;
 use crate::host::paths;
@@ -11,9 +12,15 @@ use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::Result;
 use std::path::Path;
 
-/// `cargo xtask shell`: the kernel with busybox, attached to this terminal.
-pub fn shell(variant: Variant, opts: &RunOpts) -> Result<i32> {
-    interactive(variant, opts, Mode::Shell)
+/// `cargo xtask shell`: the kernel with busybox, attached to this terminal;
+/// `compat`: the shell is `compat-exec /bin/busybox-i386 sh`.
+pub fn shell(variant: Variant, opts: &RunOpts, compat: bool) -> Result<i32> {
+    let mode = if compat {
+        Mode::CompatShell
+    } else {
+        Mode::Shell
+    };
+    interactive(variant, opts, mode)
 }
 
 /// `cargo xtask gdb`: QEMU waits for a debugger before the first instruction.
@@ -23,18 +30,24 @@ pub fn gdb(variant: Variant, opts: &RunOpts) -> Result<i32> {
 
 enum Mode {
     Shell,
+    CompatShell,
     Gdb,
 }
+
+/// The kernel command line word initramfs/shell-init looks for (a word
+/// with a dot: the kernel leaves it to /proc/cmdline, not to init's argv).
+const COMPAT_SHELL_WORD: &str = "shell.compat";
 
 /// Boots the busybox initramfs with QEMU attached to this terminal.
 fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     let ws = Workspace::open(&opts.settings())?;
     let kernel = ws.kernel(variant)?;
-    let validator = pipeline::validator()?;
-    let initrd = ws.shell_initramfs(&validator)?;
+    let programs = pipeline::programs()?;
+    let initrd = ws.shell_initramfs(&programs)?;
     let qemu = Qemu::find()?;
     let (append, accel, extra): (&str, _, &[&str]) = match mode {
         Mode::Shell => ("", accel::first_choice(opts.accel), &[]),
+        Mode::CompatShell => (COMPAT_SHELL_WORD, accel::first_choice(opts.accel), &[]),
         // TCG and nokaslr: breakpoints and symbols match vmlinux.
         Mode::Gdb => ("nokaslr", Accelerator::Tcg, &["-s", "-S"]),
     };
@@ -47,6 +60,10 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
     match mode {
         Mode::Shell => println!(
             "Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.",
+            variant.name()
+        ),
+        Mode::CompatShell => println!(
+            "Booting the {} kernel into `compat-exec /bin/busybox-i386 sh`: an i386 shell in a switched 64-bit process; `exit` or Ctrl-A X leaves.",
             variant.name()
         ),
         Mode::Gdb => print_gdb_help(&kernel.vmlinux),

@@ -2,6 +2,7 @@
 //! Nothing here knows about kernels, guests or results.
 
 pub mod archive;
+pub mod debian;
 pub mod deps;
 pub mod lock;
 pub mod paths;

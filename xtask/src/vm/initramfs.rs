@@ -11,34 +11,40 @@ use std::path::{Path, PathBuf};
 
 pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
-/// Builds the validator as a static binary (crt-static: no musl target here).
-pub fn build_validator() -> Result<PathBuf> {
-    let log = paths::results().join("validator-build.log");
+/// The workspace's programs that run inside a guest: each is a package of
+/// the workspace with a binary of the same name.
+pub const VALIDATOR: &str = "validator";
+pub const COMPAT_EXEC: &str = "compat-exec";
+
+/// Builds `packages` (one binary each, named after its package) as static
+/// binaries in one cargo call (crt-static: no musl target here); returns
+/// their paths in the same order.
+pub fn build_static(packages: &[&str]) -> Result<Vec<PathBuf>> {
+    let log = paths::results().join("static-build.log");
     std::fs::create_dir_all(paths::results())?;
     process::create_log(&log)?;
-    Cmd::cargo()
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "validator",
-            "--target",
-            TARGET_TRIPLE,
-        ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    let mut cmd = Cmd::cargo().args(["build", "--release", "--target", TARGET_TRIPLE]);
+    for package in packages {
+        cmd = cmd.args(["--package", package]);
+    }
+    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", paths::target())
         .dir(paths::root())
         .logged(&log)
-        .context("building the validator")?;
-    let binary = paths::target()
-        .join(TARGET_TRIPLE)
-        .join("release")
-        .join("validator");
-    ensure_static(&binary)?;
-    Ok(binary)
+        .with_context(|| format!("building {} statically", packages.join(", ")))?;
+    let release = paths::target().join(TARGET_TRIPLE).join("release");
+    packages
+        .iter()
+        .map(|package| {
+            let binary = release.join(package);
+            ensure_static(&binary)?;
+            Ok(binary)
+        })
+        .collect()
 }
 
-/// A dynamically linked /init would fail to start with no message at all.
+/// A dynamically linked /init (or program in an initramfs without a
+/// dynamic loader) would fail to start with no message at all.
 fn ensure_static(binary: &Path) -> Result<()> {
     let elf = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     if has_interpreter(&elf) {
@@ -174,9 +180,17 @@ mod tests {
     fn every_list_in_the_repo_uses_only_variables_xtask_sets() {
         let dir = paths::initramfs_lists();
         let p = Path::new("/x");
+        let programs: &[(&str, &Path)] =
+            &[("VALIDATOR", p), ("COMPAT_EXEC", p), ("BUSYBOX_I386", p)];
+        let shell: &[(&str, &Path)] = &[
+            ("VALIDATOR", p),
+            ("COMPAT_EXEC", p),
+            ("BUSYBOX_I386", p),
+            ("BUSYBOX", p),
+        ];
         let guests: [(&str, &[(&str, &Path)]); 4] = [
-            ("validator.list", &[("VALIDATOR", p)]),
-            ("shell.list", &[("VALIDATOR", p), ("BUSYBOX", p)]),
+            ("validator.list", programs),
+            ("shell.list", shell),
             ("selftests.list", &[("BUSYBOX", p)]),
             ("e2e/fake.list", &[("BUSYBOX", p), ("FAKE_INIT", p)]),
         ];

@@ -145,8 +145,8 @@ fn check_compare(opts: &RunOpts) -> Result<()> {
     );
     // Every declared scenario has its row, no more: the table is read back
     // from the Markdown file, the declarations from the validator itself.
-    let validator = pipeline::validator()?;
-    let declared = report::declared(&validator, opts.filter.as_deref(), None)?;
+    let programs = pipeline::programs()?;
+    let declared = report::declared(&programs.validator, opts.filter.as_deref(), None)?;
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
     let rows = table_rows(&md);
     ensure!(
@@ -236,10 +236,10 @@ fn mtimes(files: &[PathBuf]) -> Result<Vec<std::time::SystemTime>> {
 
 fn check_initramfs_reproducible(opts: &RunOpts) -> Result<()> {
     let ws = Workspace::open(&opts.settings())?;
-    let validator = pipeline::validator()?;
-    let first = std::fs::read(ws.validator_initramfs(&validator, None)?)?;
+    let programs = pipeline::programs()?;
+    let first = std::fs::read(ws.validator_initramfs(&programs, None)?)?;
     std::thread::sleep(Duration::from_millis(1100));
-    let second = std::fs::read(ws.validator_initramfs(&validator, None)?)?;
+    let second = std::fs::read(ws.validator_initramfs(&programs, None)?)?;
     ensure!(first == second, "two packs of the same inputs differ");
     ensure!(first.starts_with(b"070701"), "not a newc cpio archive");
     Ok(())
