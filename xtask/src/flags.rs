@@ -85,8 +85,9 @@ pub enum Command {
     },
     /// The series' quality checks: apply, checkpatch, every prefix builds, config matrix, selftests.
     CheckSeries {
-        /// Only the checks whose name contains TEXT (e.g. "selftests",
-        /// "checkpatch", "prefix"); the series is always applied and built.
+        /// Only the checks whose name contains one of the comma-separated
+        /// words (e.g. "checkpatch,selftests", "builds with"); the series is
+        /// always applied and built.
         #[arg(long, value_name = "TEXT")]
         only: Option<String>,
         #[command(flatten)]

@@ -56,13 +56,15 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Every check, or with `only` those whose name contains it (the series is
-/// always applied and built first: every other check needs it).
+/// Every check, or with `only` (comma-separated) those whose name contains
+/// one of its words (the series is always applied and built first: every
+/// other check needs it).
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
     deps::ensure(&deps::needed_for_selftests())?;
     let settings = opts.settings();
     let ws = Workspace::open(&settings)?;
-    let wanted = |name: &str| only.is_none_or(|text| name.contains(text));
+    let wanted =
+        |name: &str| only.is_none_or(|list| list.split(',').any(|text| name.contains(text.trim())));
     let mut checks = Vec::new();
     let mut record = |name: String, result: Result<String>| {
         let (ok, detail) = match result {
