@@ -1,16 +1,47 @@
-//! The steps every command shares: host dependencies, source import, the
-//! series, kernel builds, the initramfs and a validator boot.
+//! The steps the commands share, in the order a run takes them: open the
+//! workspace (host packages, series, lock, source import), build a kernel
+//! (applying the series for the patched one), pack the validator's
+//! initramfs, boot it, and collect both kernels' reports for a comparison.
+//! Progress and notes are reported here, from the facts the lower layers return.
 
-use crate::kbuild::{self, BuildInputs, Kernel};
-use crate::ktap::Ktap;
-use crate::qemu::{self, Guest, Qemu};
-use crate::report::{self, Declared, RunReport, Table};
-use crate::series::Series;
-use crate::source::{self, Layout, Provider, SourceInfo};
-use crate::{deps, initramfs, lock, paths, ui, RunOpts, Variant};
+use crate::host::ui::{self, Step};
+use crate::host::{deps, lock, paths};
+use crate::kernel::build::{self, BuildInputs, Kernel};
+use crate::kernel::series::{self, Series};
+use crate::kernel::source::{self, Layout, Provider, SourceInfo};
+use crate::kernel::{git, Variant};
+use crate::results::bundle;
+use crate::results::ktap::Ktap;
+use crate::results::report::{self, Declared, RunReport};
+use crate::vm::accel::{self, Accel, Booted, NoKvm};
+use crate::vm::console::{self, Allowlist};
+use crate::vm::initramfs::{self, Contents};
+use crate::vm::qemu::{Accelerator, Guest, Qemu};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// What a run is asked to do, as plain values (the CLI fills it in).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub kernel_src: Option<PathBuf>,
+    pub kernel_tarball: Option<PathBuf>,
+    /// The series directory; None: kernel-patches/.
+    pub series: Option<PathBuf>,
+    /// Parallel make jobs; None: one per CPU.
+    pub jobs: Option<usize>,
+    pub accel: Accel,
+    /// Whole-boot timeout per VM.
+    pub timeout_secs: u64,
+    /// The validator's scenario filter.
+    pub filter: Option<String>,
+}
+
+impl Settings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
 
 /// A kernel source imported and locked for this run.
 pub struct Workspace {
@@ -22,30 +53,51 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn open(opts: &RunOpts) -> Result<Workspace> {
-        let provider = Provider::from_opts(&opts.source)?;
-        deps::ensure(&deps::needed_for(&provider))?;
-        let series_dir = opts
+    pub fn open(settings: &Settings) -> Result<Workspace> {
+        let provider = Provider::new(
+            settings.kernel_src.as_deref(),
+            settings.kernel_tarball.as_deref(),
+        )?;
+        deps::ensure(&deps::needed_for(provider.needs()))?;
+        let series_dir = settings
             .series
             .clone()
             .unwrap_or_else(paths::default_series_dir);
         let series = Series::load(&series_dir)?;
+        if let Provider::Tree(dir) = &provider {
+            // Before a whole tree is copied: refuse another release at once.
+            source::check_series_base(&source::kernel_version(dir)?)?;
+        }
         let layout = Layout::new(&provider);
         let lock = lock::lock_dir(&layout.dir)?;
-        let step = ui::Step::start(format!(
+        let step = Step::start(format!(
             "Importing kernel source ({})",
             provider.origin().display()
         ));
-        let source = source::import(&provider, &layout)?;
-        step.finish(&format!("Linux {}", source.version));
-        let jobs = opts.jobs.unwrap_or_else(|| {
+        let imported = source::import(&provider, &layout)?;
+        if imported.refreshed && !matches!(provider, Provider::Tree(_)) {
+            ui::note(&format!(
+                "unpacked {} (once per tarball)",
+                provider.origin().display()
+            ));
+        }
+        step.finish(&format!("Linux {}", imported.info.version));
+        source::check_series_base(&imported.info.version)?;
+        if imported.info.tree_state.contains("uncommitted") {
+            ui::note(&format!(
+                "{}: {} (the reports record it)",
+                provider.origin().display(),
+                imported.info.tree_state
+            ));
+        }
+        let jobs = settings.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
         });
         Ok(Workspace {
             layout,
-            source,
+            source: imported.info,
             series,
             jobs,
             _lock: lock,
@@ -66,41 +118,44 @@ impl Workspace {
             Variant::Vanilla => self.layout.src(Variant::Vanilla),
             Variant::Patched => self.patched_tree()?,
         };
-        kbuild::build(&BuildInputs {
-            what: format!("Building {} kernel", variant.name()),
-            src: &src,
-            build: &self.layout.build(variant),
-            tree_id: &self.source.tree_id,
-            series_hash: &self.series_hash(variant),
-            fragment: &paths::config_fragment(),
-            jobs: self.jobs,
-        })
+        build_kernel(
+            &format!("Building {} kernel", variant.name()),
+            &BuildInputs {
+                src: &src,
+                build: &self.layout.build(variant),
+                tree_id: &self.source.tree_id,
+                series_hash: &self.series_hash(variant),
+                fragment: &paths::config_fragment(),
+                jobs: self.jobs,
+            },
+        )
     }
 
     /// The patched worktree, with the series applied unless it already is.
     fn patched_tree(&self) -> Result<PathBuf> {
         let log = self.layout.logs().join("series.log");
-        let tree = source::ensure_worktree(
-            &self.layout,
+        let tree = git::ensure_worktree(
+            &self.layout.src(Variant::Vanilla),
             &self.layout.src(Variant::Patched),
             &self.source.commit,
             &log,
         )?;
-        let stamp = self.layout.dir.join("patched").join("applied-series");
+        let stamp = self.layout.applied_series_stamp();
         let wanted = format!("{} {}\n", self.source.commit, self.series.hash());
         if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
             return Ok(tree);
         }
         let _ = std::fs::remove_file(&stamp);
-        let step = ui::Step::start(format!(
+        let step = Step::start(format!(
             "Applying {} patches from {}",
             self.series.patches.len(),
             self.series.dir.display()
         ));
-        match crate::series::apply(&tree, &self.source.commit, &self.series, &log) {
+        match series::apply(&tree, &self.source.commit, &self.series, &log) {
             Ok(()) => {
                 step.finish("applied");
-                std::fs::write(&stamp, wanted)?;
+                std::fs::write(&stamp, wanted)
+                    .with_context(|| format!("cannot write {}", stamp.display()))?;
                 Ok(tree)
             }
             Err(err) => {
@@ -110,28 +165,154 @@ impl Workspace {
         }
     }
 
-    /// The validator initramfs (the same bytes for both variants).
-    pub fn validator_initramfs(&self, validator: &std::path::Path) -> Result<PathBuf> {
-        let mut entries = initramfs::base_entries();
-        entries.push(initramfs::Entry::File {
-            dest: "/init".into(),
-            source: validator.to_path_buf(),
-            mode: 0o755,
-        });
-        let out = paths::target().join("initramfs").join("validator.cpio");
-        std::fs::create_dir_all(out.parent().unwrap())?;
-        initramfs::pack(&self.layout.src(Variant::Vanilla), &entries, &out)?;
+    /// The validator initramfs (the same bytes for both variants). The
+    /// filter travels in it as a file, verbatim: the kernel command line
+    /// would split it at spaces and read quotes its own way, so the guest
+    /// would not select what `validator --list --filter` on the host did.
+    pub fn validator_initramfs(&self, validator: &Path, filter: Option<&str>) -> Result<PathBuf> {
+        let dir = paths::target().join("initramfs");
+        let out = dir.join("validator.cpio");
+        let filter_file = dir.join("validator-filter");
+        let extra = match filter {
+            Some(filter) => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::write(&filter_file, filter)
+                    .with_context(|| format!("cannot write {}", filter_file.display()))?;
+                format!(
+                    "file {} {} 0644 0 0\n",
+                    contract::initramfs::FILTER_FILE,
+                    filter_file.display()
+                )
+            }
+            None => String::new(),
+        };
+        let contents = Contents {
+            lists: &["validator.list"],
+            vars: &[("VALIDATOR", validator)],
+            extra,
+        };
+        initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
+        Ok(out)
+    }
+
+    /// busybox as /bin/sh, initramfs/shell-init as /init, the validator as
+    /// a command (`shell`, `gdb`, and the bundle's `run.sh --shell`).
+    pub fn shell_initramfs(&self, validator: &Path) -> Result<PathBuf> {
+        let out = paths::target().join("initramfs").join("shell.cpio");
+        let contents = Contents {
+            lists: &["shell.list"],
+            vars: &[
+                ("BUSYBOX", Path::new(deps::BUSYBOX)),
+                ("VALIDATOR", validator),
+            ],
+            extra: String::new(),
+        };
+        initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
         Ok(out)
     }
 }
 
-/// Kernel command line for the validator as PID 1.
-fn validator_append(opts: &RunOpts) -> String {
-    let mut append = String::new();
-    if let Some(filter) = &opts.filter {
-        append.push_str(&format!("validator.filter={filter}"));
+/// Builds (or finds cached) one kernel, shown as a step called `what`.
+pub fn build_kernel(what: &str, inputs: &BuildInputs) -> Result<Kernel> {
+    let step = Step::start(what);
+    match build::build(inputs) {
+        Ok(kernel) => {
+            step.finish(if kernel.cached {
+                "cached, nothing rebuilt"
+            } else {
+                "built"
+            });
+            Ok(kernel)
+        }
+        Err(err) => {
+            step.fail();
+            Err(err)
+        }
     }
-    append
+}
+
+/// The static validator, built (cargo is incremental) and checked.
+pub fn validator() -> Result<PathBuf> {
+    let step = Step::start("Building the static validator");
+    match initramfs::build_validator() {
+        Ok(binary) => {
+            step.finish("done");
+            Ok(binary)
+        }
+        Err(err) => {
+            step.fail();
+            Err(err)
+        }
+    }
+}
+
+/// Boots `guest` with `--accel`'s choice, falling back from a failed KVM
+/// guest to TCG, and says why in one line.
+pub fn boot(
+    guest: &Guest,
+    accel: Accel,
+    timeout: Duration,
+    console_log: &Path,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Booted> {
+    let booted = accel::run_with_fallback(guest, accel, timeout, console_log, on_line)?;
+    match &booted.no_kvm {
+        Some(NoKvm::FailedNow(reason)) => ui::note(&format!(
+            "KVM not used: {reason}; this boot ran under TCG instead (remembered until the host reboots)"
+        )),
+        Some(NoKvm::NotTried(reason)) => note_once(
+            &KVM_NOTE,
+            &format!("KVM not used: {reason} (verdict of this host boot; `cargo xtask doctor` re-probes); TCG"),
+        ),
+        None => {}
+    }
+    if booted.accel == Accelerator::Tcg && guest.qemu.needs_smap_workaround() {
+        note_once(
+            &SMAP_NOTE,
+            &format!(
+                "{} under TCG: using -cpu max,-smap (far-return bug of QEMU < 9 with SMAP)",
+                guest.qemu.version_text
+            ),
+        );
+    }
+    Ok(booted)
+}
+
+static KVM_NOTE: std::sync::Once = std::sync::Once::new();
+static SMAP_NOTE: std::sync::Once = std::sync::Once::new();
+
+/// Says `text` once per run.
+fn note_once(once: &std::sync::Once, text: &str) {
+    once.call_once(|| ui::note(text));
+}
+
+/// Fails with every splat on `console` that qemu/splat-allowlist does not
+/// name: its first lines and where the full log is.
+pub fn ensure_no_splats(console: &[String], log: &Path) -> Result<()> {
+    let allow = Allowlist::load(&paths::splat_allowlist())?;
+    let found = console::splats(console, &allow);
+    anyhow::ensure!(
+        found.is_empty(),
+        "the kernel splatted:\n  {}",
+        found
+            .iter()
+            .map(|s| s.describe(log))
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    Ok(())
+}
+
+/// Fails when a compare's run had problems (splats, timeouts, early stops).
+pub fn ensure_clean(report: &RunReport) -> Result<()> {
+    anyhow::ensure!(
+        report.problems.is_empty(),
+        "the {} run had problems:\n  {}",
+        report.variant.name(),
+        report.problems.join("\n  ")
+    );
+    Ok(())
 }
 
 /// Boots `kernel` with the validator initramfs and collects the report.
@@ -139,46 +320,33 @@ pub fn boot_validator(
     ws: &Workspace,
     variant: Variant,
     kernel: Kernel,
-    initrd: &std::path::Path,
+    initrd: &Path,
     qemu: &Qemu,
-    opts: &RunOpts,
+    settings: &Settings,
 ) -> Result<RunReport> {
     let dir = paths::results().join(variant.name());
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let console_log = dir.join("console.log");
     let guest = Guest {
         qemu,
         kernel: &kernel.vmlinux,
         initrd,
-        append: validator_append(opts),
+        append: String::new(),
     };
-    let step = ui::Step::start(format!("Booting {} kernel", variant.name()));
-    let mut ktap = Ktap::default();
-    let (boot, accel) = qemu::run_with_fallback(
-        &guest,
-        opts.accel,
-        Duration::from_secs(opts.timeout),
-        &console_log,
-        &mut |line| {
-            ktap.push_line(line);
-            if let Some(id) = &ktap.last_started {
-                step.set_detail(id);
-            }
-        },
-    )
-    .with_context(|| format!("booting the {} kernel", variant.name()))?;
-    let problems = report::run_problems(&boot, &ktap, opts.timeout);
-    step.finish(&format!(
-        "{} results, {}",
-        ktap.results.len(),
-        if problems.is_empty() {
-            "clean"
-        } else {
-            "PROBLEMS"
-        }
-    ));
-    let cpu = guest.cpu(accel).to_string();
+    let step = Step::start(format!("Booting {} kernel", variant.name()));
+    let (Booted { boot, accel, .. }, ktap) =
+        boot_showing_scenarios(&guest, settings, &console_log, &step)
+            .with_context(|| format!("booting the {} kernel", variant.name()))?;
+    let allow = Allowlist::load(&paths::splat_allowlist())?;
+    let problems = report::run_problems(&boot, &ktap, settings.timeout_secs, &allow, &console_log);
+    let clean = if problems.is_empty() {
+        "clean"
+    } else {
+        "PROBLEMS"
+    };
+    step.finish(&format!("{} results, {clean}", ktap.results.len()));
     let tail_from = boot.console.len().saturating_sub(30);
+    let cpu = guest.cpu(accel);
     let report = RunReport {
         variant,
         source: ws.source.clone(),
@@ -199,202 +367,88 @@ pub fn boot_validator(
     Ok(report)
 }
 
-/// Prints a run's problems with the console tail, so no log needs opening.
-pub fn print_problems(report: &RunReport) {
-    if report.problems.is_empty() {
-        return;
-    }
-    println!("\n{} kernel: the run had problems:", report.variant.name());
-    for p in &report.problems {
-        println!("  - {p}");
-    }
-    println!("  console tail ({}):", report.console_log.display());
-    for line in &report.console_tail {
-        println!("    | {line}");
-    }
-}
-
-/// `cargo xtask build`: kernels only, printing where they are.
-pub fn build_only(variant: Option<Variant>, opts: &RunOpts) -> Result<i32> {
-    let ws = Workspace::open(opts)?;
-    let variants = match variant {
-        Some(v) => vec![v],
-        None => vec![Variant::Vanilla, Variant::Patched],
-    };
-    for v in variants {
-        let kernel = ws.kernel(v)?;
-        println!(
-            "{}: {} (config {})",
-            v.name(),
-            kernel.bzimage.display(),
-            kernel.build_dir.join(".config").display()
-        );
-    }
-    Ok(0)
-}
-
-/// `cargo xtask run`: one kernel, its results against its expectations.
-pub fn run_one(variant: Variant, opts: &RunOpts) -> Result<i32> {
-    let ws = Workspace::open(opts)?;
-    let kernel = ws.kernel(variant)?;
-    let validator = initramfs::build_validator()?;
-    let declared = report::declared(&validator, opts.filter.as_deref())?;
-    let initrd = ws.validator_initramfs(&validator)?;
-    let qemu = Qemu::find()?;
-    let report = boot_validator(&ws, variant, kernel, &initrd, &qemu, opts)?;
-    let table = single_table(&report, &declared);
-    print!("{}", table.terminal());
-    print_diagnostics(&report, &declared, variant);
-    print_problems(&report);
-    let as_expected = table.rows.iter().all(|r| r[3] == "as expected");
-    println!(
-        "\nreport: {}",
-        paths::results()
-            .join(variant.name())
-            .join("report.json")
-            .display()
-    );
-    Ok(if as_expected && report.problems.is_empty() {
-        0
-    } else {
-        1
-    })
-}
-
-/// Every scenario the run should have reported.
-fn single_table(report: &RunReport, declared: &[Declared]) -> Table {
-    let rows = declared
-        .iter()
-        .map(|d| {
-            let observed = report.status_of(&d.id);
-            let expected = d.expected(report.variant);
-            vec![
-                d.id.clone(),
-                report::cell(observed),
-                expected.to_string(),
-                verdict(report::matches(observed, expected)),
-            ]
-        })
-        .collect();
-    Table {
-        header: vec![
-            "scenario".into(),
-            report.variant.name().into(),
-            "expected".into(),
-            "verdict".into(),
-        ],
-        rows,
-    }
-}
-
-pub fn verdict(ok: bool) -> String {
-    if ok {
-        "as expected".into()
-    } else {
-        "UNEXPECTED".into()
-    }
-}
-
-/// The diagnostics of every scenario that did not do what it declares.
-pub fn print_diagnostics(report: &RunReport, declared: &[Declared], variant: Variant) {
-    for d in declared {
-        let Some(result) = report.ktap.get(&d.id) else {
-            continue;
-        };
-        if report::matches(Some(&result.status), d.expected(variant)) {
-            continue;
+/// Boots the validator guest, showing the running scenario next to `step`.
+fn boot_showing_scenarios(
+    guest: &Guest,
+    settings: &Settings,
+    console_log: &Path,
+    step: &Step,
+) -> Result<(Booted, Ktap)> {
+    let mut ktap = Ktap::default();
+    let mut on_line = |line: &str| {
+        ktap.push_line(line);
+        if let Some(id) = &ktap.last_started {
+            step.set_detail(id);
         }
-        println!(
-            "\n{} on {}: {} (expected {})",
-            d.id,
-            variant.name(),
-            result.status.word(),
-            d.expected(variant)
-        );
-        for line in &result.diagnostics {
-            println!("  # {line}");
-        }
-    }
-}
-
-/// `cargo xtask shell`: the kernel with busybox, attached to this terminal.
-pub fn shell(variant: Variant, opts: &RunOpts) -> Result<i32> {
-    interactive(variant, opts, InteractiveMode::Shell)
-}
-
-/// `cargo xtask gdb`: QEMU waits for a debugger before the first instruction.
-pub fn gdb(variant: Variant, opts: &RunOpts) -> Result<i32> {
-    interactive(variant, opts, InteractiveMode::Gdb)
-}
-
-enum InteractiveMode {
-    Shell,
-    Gdb,
-}
-
-/// Boots the busybox initramfs with QEMU attached to this terminal.
-fn interactive(variant: Variant, opts: &RunOpts, mode: InteractiveMode) -> Result<i32> {
-    let ws = Workspace::open(opts)?;
-    let kernel = ws.kernel(variant)?;
-    let validator = initramfs::build_validator()?;
-    let initrd = shell_initramfs(&ws, &validator)?;
-    let qemu = Qemu::find()?;
-    let (append, accel, extra): (&str, _, &[&str]) = match mode {
-        InteractiveMode::Shell => ("", qemu::first_choice(opts.accel), &[]),
-        // TCG and nokaslr: breakpoints and symbols match vmlinux.
-        InteractiveMode::Gdb => ("nokaslr", qemu::Accelerator::Tcg, &["-s", "-S"]),
     };
-    let guest = Guest {
-        qemu: &qemu,
-        kernel: &kernel.vmlinux,
-        initrd: &initrd,
-        append: append.into(),
-    };
-    match mode {
-        InteractiveMode::Shell => println!(
-            "Booting the {} kernel into busybox sh; `validator` runs the suite, `reboot -f` or Ctrl-A X leaves.",
-            variant.name()
-        ),
-        InteractiveMode::Gdb => {
-            println!("QEMU is stopped at the first instruction, gdb stub on localhost:1234. In another terminal:");
-            println!("  gdb {} -ex 'target remote :1234' -ex 'hbreak start_kernel' -ex 'continue'", kernel.vmlinux.display());
-            println!("(use hbreak before paging is up: the kernel's virtual addresses are not mapped yet)");
-            println!("(TCG, nokaslr, so symbols match; for source-level debugging add CONFIG_DEBUG_INFO_DWARF5=y to qemu/kernel.config.)");
-        }
-    }
-    qemu::interactive(&guest, accel, extra)
-}
-
-/// busybox as /bin/sh, a tiny /init script, and the validator as a command.
-fn shell_initramfs(ws: &Workspace, validator: &std::path::Path) -> Result<PathBuf> {
-    let dir = paths::target().join("initramfs");
-    std::fs::create_dir_all(&dir)?;
-    let init = dir.join("shell-init.sh");
-    std::fs::write(
-        &init,
-        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmount -t sysfs sys /sys\n\
-         mount -t devtmpfs dev /dev 2>/dev/null\nmount -t tmpfs tmp /tmp\necho 'compat-mode test guest: busybox shell'\n\
-         setsid cttyhack sh\nreboot -f\n",
+    let booted = boot(
+        guest,
+        settings.accel,
+        settings.timeout(),
+        console_log,
+        &mut on_line,
     )?;
-    let mut entries = initramfs::base_entries();
-    entries.extend([
-        initramfs::Entry::File {
-            dest: "/bin/busybox".into(),
-            source: deps::BUSYBOX.into(),
-            mode: 0o755,
-        },
-        initramfs::Entry::File {
-            dest: "/bin/validator".into(),
-            source: validator.to_path_buf(),
-            mode: 0o755,
-        },
-        initramfs::Entry::File {
-            dest: "/init".into(),
-            source: init,
-            mode: 0o755,
-        },
-    ]);
-    let out = dir.join("shell.cpio");
-    initramfs::pack(&ws.layout.src(Variant::Vanilla), &entries, &out)?;
-    Ok(out)
+    Ok((booted, ktap))
+}
+
+/// Packs a finished run into its reproduction bundle (docs/bundle.md).
+pub fn write_bundle(run: &bundle::Run, output: Option<&Path>) -> Result<PathBuf> {
+    let step = Step::start("Writing the reproduction bundle");
+    match bundle::write(run, output) {
+        Ok(path) => {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            step.finish(&format!("{:.1} MB", size as f64 / 1e6));
+            Ok(path)
+        }
+        Err(err) => {
+            step.fail();
+            Err(err)
+        }
+    }
+}
+
+/// Both runs, with what was declared: everything a comparison is made from.
+pub struct Comparison {
+    pub ws: Workspace,
+    pub declared: Vec<Declared>,
+    pub vanilla: RunReport,
+    pub patched: RunReport,
+    /// What was booted, for a bundle of the run.
+    pub validator: PathBuf,
+    pub initrd: PathBuf,
+    pub qemu: Qemu,
+}
+
+/// Builds both kernels and boots both (side by side).
+pub fn collect(settings: &Settings) -> Result<Comparison> {
+    // The declarations first: a filter that selects nothing is an error
+    // before ten minutes of kernel builds, not after.
+    let validator = validator()?;
+    let declared = report::declared(&validator, settings.filter.as_deref())?;
+    let ws = Workspace::open(settings)?;
+    let vanilla = ws.kernel(Variant::Vanilla)?;
+    let patched = ws.kernel(Variant::Patched)?;
+    let initrd = ws.validator_initramfs(&validator, settings.filter.as_deref())?;
+    let qemu = Qemu::find()?;
+
+    // The two guests are independent: boot them side by side.
+    let boot_one = |variant, kernel| boot_validator(&ws, variant, kernel, &initrd, &qemu, settings);
+    let (vanilla, patched) = std::thread::scope(|s| {
+        let v = s.spawn(|| boot_one(Variant::Vanilla, vanilla));
+        let p = s.spawn(|| boot_one(Variant::Patched, patched));
+        (
+            v.join().expect("vanilla boot thread"),
+            p.join().expect("patched boot thread"),
+        )
+    });
+    let (vanilla, patched) = (vanilla?, patched?);
+    Ok(Comparison {
+        ws,
+        declared,
+        vanilla,
+        patched,
+        validator,
+        initrd,
+        qemu,
+    })
 }

@@ -1,0 +1,175 @@
+//! `cargo xtask compare`: both kernels built and booted, one table.
+
+use crate::flags::RunOpts;
+use crate::host::paths;
+use crate::kernel::Variant;
+use crate::pipeline::{self, Comparison, Settings, Workspace};
+use crate::results::bundle;
+use crate::results::table::{self, Verdicts};
+use crate::results::{exit, junit};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// `bundle`: also write the reproduction bundle of this run, to the file
+/// given or under target/bundle/ (docs/bundle.md); `junit`: the results as
+/// JUnit XML too.
+pub fn run(
+    opts: &RunOpts,
+    cover_letter: bool,
+    bundle: Option<Option<&Path>>,
+    junit: Option<&Path>,
+) -> Result<i32> {
+    let settings = opts.settings();
+    let both = pipeline::collect(&settings)?;
+    let Comparison {
+        ws,
+        declared,
+        vanilla,
+        patched,
+        ..
+    } = &both;
+    let verdicts = Verdicts::new(declared, &[vanilla, patched]);
+    let header = table::header(
+        &ws.source,
+        ws.series.patches.len(),
+        &patched.series_hash,
+        vanilla,
+    );
+    // Descriptions make lines too long for a terminal; the Markdown has them.
+    let compact = format!("{header}{}", verdicts.table(false).terminal());
+    print!("\n{compact}");
+    for report in [vanilla, patched] {
+        table::print_diagnostics(report, declared);
+        table::print_problems(report);
+    }
+
+    let markdown = format!("{header}\n{}", verdicts.table(true).markdown());
+    let out = paths::results().join("compare.md");
+    std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
+    let json = paths::results().join("compare.json");
+    let all = serde_json::json!({ "declared": declared, "vanilla": vanilla, "patched": patched });
+    std::fs::write(&json, serde_json::to_string_pretty(&all)?)?;
+
+    let bundled = match bundle {
+        Some(output) => Some(write_bundle(&both, &settings, &compact, &markdown, output)?),
+        None => None,
+    };
+    if let Some(file) = junit {
+        junit::write(file, declared, &[vanilla, patched])?;
+        println!("JUnit: {}", file.display());
+    }
+    if cover_letter {
+        let name = bundle::name_of(
+            &ws.source,
+            &ws.series,
+            &[Variant::Vanilla, Variant::Patched],
+        );
+        let table = verdicts.table(false).terminal();
+        write_cover_letter(ws, &format!("{header}\n{table}{}", bundle_note(&name)))?;
+    }
+
+    println!(
+        "\ntable (Markdown, for a cover letter): {}\nreports: {}",
+        out.display(),
+        json.display()
+    );
+    if let Some(path) = bundled {
+        println!(
+            "bundle (replays with bash, coreutils and QEMU: tar xf, then ./run.sh): {}",
+            path.display()
+        );
+    }
+    let problems = vanilla.problems.len() + patched.problems.len();
+    Ok(verdict(verdicts.unexpected(), problems))
+}
+
+/// The last line and the exit status: 0 iff everything was as declared.
+fn verdict(unexpected: usize, problems: usize) -> i32 {
+    if unexpected == 0 && problems == 0 {
+        println!("every scenario behaved as declared on both kernels");
+        exit::AS_DECLARED
+    } else {
+        println!("{unexpected} scenario(s) differ from their declared expectation; {problems} run problem(s)");
+        exit::NOT_AS_DECLARED
+    }
+}
+
+/// The reproduction bundle of both runs.
+fn write_bundle(
+    both: &Comparison,
+    settings: &Settings,
+    table: &str,
+    markdown: &str,
+    output: Option<&Path>,
+) -> Result<PathBuf> {
+    let shell_initrd = both.ws.shell_initramfs(&both.validator)?;
+    let run = bundle::Run {
+        source: &both.ws.source,
+        series: &both.ws.series,
+        declared: &both.declared,
+        reports: &[&both.vanilla, &both.patched],
+        table,
+        markdown,
+        validator_initrd: &both.initrd,
+        shell_initrd: &shell_initrd,
+        qemu: &both.qemu,
+        timeout_secs: settings.timeout_secs,
+        filter: settings.filter.as_deref(),
+    };
+    pipeline::write_bundle(&run, output)
+}
+
+/// Under the cover letter's table: how a reader gets and replays the run.
+fn bundle_note(name: &str) -> String {
+    format!(
+        "\nReplay with only bash, coreutils and QEMU: the bundle\n\
+         {name}.tar.gz (cargo xtask compare --bundle);\n\
+         tar xf it, then run {name}/run.sh\n\
+         (run.sh --shell patched gives a shell in that kernel).\n"
+    )
+}
+
+/// Puts `body` between the table markers of the series' cover letter.
+fn write_cover_letter(ws: &Workspace, body: &str) -> Result<()> {
+    let letter = ws.series.dir.join("0000-cover-letter.patch");
+    let text = std::fs::read_to_string(&letter)
+        .with_context(|| format!("cannot read {}", letter.display()))?;
+    let updated = replace_between_markers(&text, body).with_context(|| {
+        format!(
+            "{} has no `{TABLE_START}` ... `{TABLE_END}` lines",
+            letter.display()
+        )
+    })?;
+    std::fs::write(&letter, updated)
+        .with_context(|| format!("cannot write {}", letter.display()))?;
+    println!("table written into {}", letter.display());
+    Ok(())
+}
+
+const TABLE_START: &str = "--- before/after table (cargo xtask compare) ---";
+const TABLE_END: &str = "--- end of before/after table ---";
+
+/// The cover letter's text with `body` between the marker lines.
+fn replace_between_markers(text: &str, body: &str) -> Option<String> {
+    let start = text.find(TABLE_START)? + TABLE_START.len();
+    let end = start + text[start..].find(TABLE_END)?;
+    Some(format!("{}\n{body}{}", &text[..start], &text[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_goes_between_the_markers_and_replaces_the_old_one() {
+        let letter = format!("intro\n{TABLE_START}\nold table\n{TABLE_END}\nsign-off\n");
+        let once = replace_between_markers(&letter, "new table\n").unwrap();
+        assert_eq!(
+            once,
+            format!("intro\n{TABLE_START}\nnew table\n{TABLE_END}\nsign-off\n")
+        );
+        let twice = replace_between_markers(&once, "newer\n").unwrap();
+        assert!(!twice.contains("new table") && twice.contains("newer"));
+        assert!(replace_between_markers("no markers", "x").is_none());
+    }
+}

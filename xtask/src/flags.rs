@@ -1,0 +1,171 @@
+//! The command line and nothing else: clap types, and how they become the
+//! plain settings the pipeline takes. Only `main.rs` and `commands/` use it.
+
+use crate::kernel::Variant;
+use crate::pipeline::Settings;
+use crate::vm::accel::Accel;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Compat-mode kernel patches: build, boot, compare",
+    after_help = "Exit codes: 0 every scenario as declared (or the check passed); 1 a scenario not as declared, a run problem or a splat; 2 a harness or build error; 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build vanilla and patched kernels, boot both, print the before/after table.
+    Compare {
+        /// Also write the table into the series' 0000-cover-letter.patch,
+        /// between its `--- before/after table` marker lines.
+        #[arg(long)]
+        cover_letter: bool,
+        /// Also write the run's reproduction bundle under target/bundle/
+        /// (a .tar.gz that replays it with bash, coreutils and QEMU only).
+        #[arg(long)]
+        bundle: bool,
+        /// Also write the results as JUnit XML (one testcase per scenario and kernel).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Run compare (or run, for one kernel) and pack the run into a .tar.gz
+    /// that replays it anywhere with bash, coreutils and QEMU (docs/bundle.md).
+    Bundle {
+        /// The kernels to boot and bundle.
+        #[arg(long, value_enum, default_value_t = Kernels::Both)]
+        variant: Kernels,
+        /// The archive to write (default: target/bundle/<name>.tar.gz).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Build kernels only (both unless --variant is given); no VM.
+    Build {
+        #[arg(long, value_enum)]
+        variant: Option<Variant>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Build one kernel, boot it with the validator and print its results.
+    Run {
+        #[arg(long, value_enum, default_value_t = Variant::Patched)]
+        variant: Variant,
+        /// Also write the results as JUnit XML (one testcase per scenario).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Boot one kernel into an interactive busybox shell (exit with `reboot -f`).
+    Shell {
+        #[arg(long, value_enum, default_value_t = Variant::Patched)]
+        variant: Variant,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Boot one kernel halted under QEMU's gdb stub and print how to attach.
+    Gdb {
+        #[arg(long, value_enum, default_value_t = Variant::Patched)]
+        variant: Variant,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// The series' quality checks: apply, checkpatch, every prefix builds, config matrix, selftests.
+    CheckSeries {
+        /// Only the checks whose name contains TEXT (e.g. "selftests",
+        /// "checkpatch", "prefix"); the series is always applied and built.
+        #[arg(long, value_name = "TEXT")]
+        only: Option<String>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Measure the edit-build-boot loop and compat-mode transition costs (reports, never fails on a number).
+    Bench(RunOpts),
+    /// Show what is installed, missing and usable (QEMU, KVM, kernel source).
+    Doctor(SourceOpts),
+    /// The full test run: unit tests, host validator tests, end-to-end pipeline.
+    Test {
+        /// Only the unit and host tests (no kernel build, no VM).
+        #[arg(long)]
+        quick: bool,
+        /// Only the end-to-end checks whose name contains TEXT (after the unit tests).
+        #[arg(long, value_name = "TEXT", conflicts_with = "quick")]
+        check: Option<String>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+}
+
+/// `--variant` of `bundle`: one kernel or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kernels {
+    Vanilla,
+    Patched,
+    Both,
+}
+
+impl Kernels {
+    /// The one kernel asked for, or None for both.
+    pub fn one(self) -> Option<Variant> {
+        match self {
+            Kernels::Vanilla => Some(Variant::Vanilla),
+            Kernels::Patched => Some(Variant::Patched),
+            Kernels::Both => None,
+        }
+    }
+}
+
+/// Where the kernel source comes from. Default: Debian's linux-source-6.12.
+#[derive(Args, Clone, Debug, Default)]
+pub struct SourceOpts {
+    /// A kernel tree (git checkout or unpacked release); it is copied, never modified.
+    #[arg(long, value_name = "DIR", conflicts_with = "kernel_tarball")]
+    pub kernel_src: Option<PathBuf>,
+    /// A kernel release tarball (.tar.xz, .tar.gz, ...), e.g. linux-6.12.tar.xz.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_tarball: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RunOpts {
+    #[command(flatten)]
+    pub source: SourceOpts,
+    /// Directory holding the patch series (a `series` file and its patches).
+    #[arg(long, value_name = "DIR")]
+    pub series: Option<PathBuf>,
+    /// QEMU accelerator; `auto` tries KVM and falls back to TCG if the guest stays silent.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Whole-boot timeout in seconds, per VM.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Only run matching scenarios (validator syntax: substring, `*` wildcard, commas for alternatives).
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// Parallel make jobs (default: number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+impl RunOpts {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            kernel_src: self.source.kernel_src.clone(),
+            kernel_tarball: self.source.kernel_tarball.clone(),
+            series: self.series.clone(),
+            jobs: self.jobs,
+            accel: self.accel,
+            timeout_secs: self.timeout,
+            filter: self.filter.clone(),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Kernel configuration: `make tinyconfig`, the repo's fragment merged with
+//! the kernel's own merge_config.sh, olddefconfig, then a check that every
+//! option the fragment asks for survived.
+
+use crate::host::process::Cmd;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Configures the build directory `build` of the source tree `src`.
+/// `make` returns the kernel's make command for a target, with its flags.
+pub fn configure(
+    src: &Path,
+    build: &Path,
+    fragment: &Path,
+    log: &Path,
+    make_cmd: &dyn Fn(&str) -> Cmd,
+) -> Result<()> {
+    make_cmd("tinyconfig")
+        .logged(log)
+        .context("make tinyconfig")?;
+    let config = build.join(".config");
+    Cmd::new("sh")
+        .arg(src.join("scripts/kconfig/merge_config.sh"))
+        .arg("-m")
+        .arg("-O")
+        .arg(build)
+        .arg(&config)
+        .arg(fragment)
+        .dir(src)
+        .logged(log)
+        .context("merging the config fragment with merge_config.sh")?;
+    make_cmd("olddefconfig")
+        .logged(log)
+        .context("make olddefconfig")?;
+
+    let wanted = std::fs::read_to_string(fragment)
+        .with_context(|| format!("cannot read {}", fragment.display()))?;
+    let got = std::fs::read_to_string(&config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let dropped = dropped_options(&wanted, &got);
+    if !dropped.is_empty() {
+        let list: Vec<String> = dropped.iter().map(|d| d.to_string()).collect();
+        bail!(
+            "{} asks for options that kconfig did not keep (unmet dependency or unknown symbol):\n  {}\n\
+             Add the missing dependencies to the fragment, or remove the options. Full config: {}",
+            fragment.display(),
+            list.join("\n  "),
+            config.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub option: String,
+    pub wanted: String,
+    pub got: String,
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: wanted {}, got {}",
+            self.option, self.wanted, self.got
+        )
+    }
+}
+
+/// Options of `fragment` whose value differs in the final `config`.
+pub fn dropped_options(fragment: &str, config: &str) -> Vec<Dropped> {
+    let have = parse(config);
+    parse(fragment)
+        .into_iter()
+        .filter_map(|(option, wanted)| {
+            let got = have
+                .get(&option)
+                .cloned()
+                .unwrap_or_else(|| "n".to_string());
+            (got != wanted).then_some(Dropped {
+                option,
+                wanted,
+                got,
+            })
+        })
+        .collect()
+}
+
+/// The options a fragment sets, one `CONFIG_X=v` per line in a fixed order:
+/// what the build depends on (a comment edit must not rebuild a kernel).
+pub fn canonical(fragment: &str) -> String {
+    parse(fragment)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+}
+
+/// `CONFIG_X=v` and `# CONFIG_X is not set` (value "n") lines.
+fn parse(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if let Some(name) = line
+                .strip_prefix("# ")
+                .and_then(|l| l.strip_suffix(" is not set"))
+            {
+                return name
+                    .starts_with("CONFIG_")
+                    .then(|| (name.to_string(), "n".to_string()));
+            }
+            let (name, value) = line.split_once('=')?;
+            name.starts_with("CONFIG_")
+                .then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_options_pass() {
+        let fragment = "# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S=\"x\"\n";
+        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S=\"x\"\nCONFIG_OTHER=y\n";
+        assert!(dropped_options(fragment, config).is_empty());
+    }
+
+    #[test]
+    fn silently_dropped_options_are_named() {
+        let fragment = "CONFIG_A=y\nCONFIG_GONE=y\nCONFIG_M=m\n# CONFIG_B is not set\n";
+        let config = "CONFIG_A=y\n# CONFIG_GONE is not set\nCONFIG_M=y\nCONFIG_B=y\n";
+        let dropped = dropped_options(fragment, config);
+        let names: Vec<&str> = dropped.iter().map(|d| d.option.as_str()).collect();
+        assert_eq!(names, ["CONFIG_B", "CONFIG_GONE", "CONFIG_M"]);
+        assert_eq!(dropped[1].to_string(), "CONFIG_GONE: wanted y, got n");
+    }
+
+    #[test]
+    fn an_option_absent_from_the_config_counts_as_n() {
+        let dropped = dropped_options("CONFIG_NEW=y\n", "CONFIG_A=y\n");
+        assert_eq!(dropped[0].got, "n");
+        assert!(dropped_options("# CONFIG_NEW is not set\n", "").is_empty());
+    }
+
+    #[test]
+    fn canonical_form_ignores_comments_and_order() {
+        let a = canonical("# why\nCONFIG_B=y\nCONFIG_A=y\n");
+        assert_eq!(a, canonical("CONFIG_A=y\n\n# other words\nCONFIG_B=y\n"));
+        assert_eq!(a, "CONFIG_A=y\nCONFIG_B=y\n");
+        assert_ne!(a, canonical("CONFIG_A=y\n# CONFIG_B is not set\n"));
+    }
+
+    #[test]
+    fn the_repo_fragment_parses() {
+        let text = std::fs::read_to_string(crate::host::paths::config_fragment()).unwrap();
+        let options = parse(&text);
+        assert!(options
+            .get("CONFIG_IA32_EMULATION")
+            .is_some_and(|v| v == "y"));
+        assert!(options.len() > 10);
+    }
+}
