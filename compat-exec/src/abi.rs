@@ -9,9 +9,18 @@ const PR_SET_MM: i32 = 35;
 const PR_SET_MM_MAP: i32 = 14;
 
 /// Switches this (single-threaded) process's mm to ia32 mode, with the
-/// 32-bit vDSO where the kernel places it.
+/// 32-bit vDSO where the kernel places it. The wanted vDSO text address
+/// goes in through a pointer (0: the kernel's choice) and the new one comes
+/// back through it; compat-exec finds the vDSO in /proc/self/maps instead.
 pub fn arch_set_compat() -> Result<(), i32> {
-    let r = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_COMPAT, 0usize) };
+    let mut vdso_text: u64 = 0;
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_SET_COMPAT,
+            &mut vdso_text as *mut u64,
+        )
+    };
     if r < 0 {
         Err(errno())
     } else {

@@ -30,8 +30,15 @@ pub fn ensure_worktree(repo: &Path, path: &Path, commit: &str, log: &Path) -> Re
     Ok(path.to_path_buf())
 }
 
-/// A new worktree of `repo` at `path`, detached at `commit`.
+/// A new worktree of `repo` at `path`, detached at `commit`. A `worktree
+/// add` that was killed leaves its entry locked ("initializing") with no
+/// folder, which blocks every later add at that path: such a leftover is
+/// unlocked and pruned first.
 pub fn add_worktree(repo: &Path, path: &Path, commit: &str, log: &Path) -> Result<()> {
+    if !path.exists() {
+        let _ = git(repo).args(["worktree", "unlock"]).arg(path).read();
+        git(repo).args(["worktree", "prune"]).logged(log)?;
+    }
     git(repo)
         .args(["worktree", "add", "--quiet", "--detach"])
         .arg(path)
@@ -43,7 +50,7 @@ pub fn add_worktree(repo: &Path, path: &Path, commit: &str, log: &Path) -> Resul
 /// Removes the worktree at `path` (if any) and its directory.
 pub fn remove_worktree(repo: &Path, path: &Path) {
     let _ = git(repo)
-        .args(["worktree", "remove", "--force"])
+        .args(["worktree", "remove", "--force", "--force"])
         .arg(path)
         .read();
     let _ = std::fs::remove_dir_all(path);

@@ -128,7 +128,7 @@ fn sealed_probe(start: u64, len: u64, compat: bool, series: bool) -> i32 {
     };
     let mut snap = Snapshot::take();
     let r = if series {
-        sys::arch_prctl(code, 0)
+        sys::switch_mode(code, 0)
     } else {
         sys::munmap(start, len)
     };

@@ -77,7 +77,7 @@ pub fn switch(w: &mut Worker, compat: bool) -> Result<(), Broken> {
         sys::ARCH_SET_NATIVE
     };
     let mut snap = Snapshot::take();
-    let r = sys::arch_prctl(code, addr);
+    let r = sys::switch_mode(code, addr);
     w.slot.result(r);
     match (r, want) {
         (Ok(base), Ok(())) => switched(w, compat, addr, base, &name),
@@ -140,7 +140,7 @@ pub fn with_thread(w: &mut Worker) -> Result<(), Broken> {
     };
     w.slot.note(code as u64, 0);
     let mut snap = Snapshot::take();
-    let r = sys::arch_prctl(code, 0);
+    let r = sys::switch_mode(code, 0);
     w.slot.result(r);
     let outcome = snap.unchanged("a switch with a second thread alive");
     stop.store(true, Ordering::SeqCst);
