@@ -33,7 +33,7 @@ fn main() {
             output,
             opts,
         } => match variant.one() {
-            None => compare::run(&opts, false, Some(output.as_deref()), None),
+            None => compare::bundle(&opts, output.as_deref()),
             Some(one) => run::run(one, &opts, Some(output.as_deref()), None),
         },
         Command::Build { variant, opts } => build::run(variant, &opts),

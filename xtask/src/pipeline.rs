@@ -450,6 +450,7 @@ pub fn boot_validator(
     step.finish(&format!("{} results, {clean}", ktap.results.len()));
     let tail_from = boot.console.len().saturating_sub(30);
     let cpu = guest.cpu(accel);
+    let guest_inputs = guest_inputs(initrd, &guest.append)?;
     let report = RunReport {
         variant,
         source: ws.source.clone(),
@@ -465,9 +466,58 @@ pub fn boot_validator(
         seconds_boot_total: boot.seconds_total,
         console_log: console_log.clone(),
         console_tail: boot.console[tail_from..].to_vec(),
+        guest_inputs,
     };
     report.write_json(&dir.join("report.json"))?;
     Ok(report)
+}
+
+/// The initramfs bytes and the kernel command line, as one string a later
+/// run compares with its own (see `last_comparison`).
+fn guest_inputs(initrd: &Path, append: &str) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes =
+        std::fs::read(initrd).with_context(|| format!("cannot read {}", initrd.display()))?;
+    Ok(format!(
+        "initramfs sha256 {:x}; append {append:?}",
+        Sha256::digest(&bytes)
+    ))
+}
+
+/// The reports of the last `compare` if they are of these very inputs (the
+/// same kernel build keys, initramfs bytes and kernel command line), so a
+/// bundle of them needs no new boot: `bundle` twice gives the same bytes.
+/// None when a report is missing, unreadable or of other inputs.
+fn last_reports(
+    ws: &Workspace,
+    kernels: [&Kernel; 2],
+    initrd: &Path,
+    settings: &Settings,
+) -> Result<Option<[RunReport; 2]>> {
+    let inputs = guest_inputs(initrd, &validator_append(settings))?;
+    let read = |variant: Variant, kernel: &Kernel| -> Option<RunReport> {
+        let dir = paths::results().join(format!("{}{}", variant.name(), settings.flavour.suffix()));
+        let text = std::fs::read_to_string(dir.join("report.json")).ok()?;
+        let report: RunReport = serde_json::from_str(&text).ok()?;
+        // The console log is overwritten by any later boot of this kernel
+        // (an interrupted `run` too): it must still end as the report says.
+        let console = std::fs::read_to_string(&report.console_log).ok()?;
+        let lines: Vec<&str> = console.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(report.console_tail.len())..];
+        let same = report.variant == variant
+            && report.kernel.build_key == kernel.build_key
+            && report.series_hash == ws.series_hash(variant)
+            && report.guest_inputs == inputs
+            && tail == report.console_tail.as_slice();
+        same.then_some(report)
+    };
+    Ok(match (
+        read(Variant::Vanilla, kernels[0]),
+        read(Variant::Patched, kernels[1]),
+    ) {
+        (Some(v), Some(p)) => Some([v, p]),
+        _ => None,
+    })
 }
 
 /// Boots the validator guest, showing the running scenario next to `step`.
@@ -524,6 +574,16 @@ pub struct Comparison {
 
 /// Builds both kernels and boots both (side by side).
 pub fn collect(settings: &Settings) -> Result<Comparison> {
+    collect_or_reuse(settings, false)
+}
+
+/// Like `collect`, but the last compare's reports stand in for new boots
+/// when they are of the same inputs (`last_reports`); says which it did.
+pub fn last_comparison(settings: &Settings) -> Result<Comparison> {
+    collect_or_reuse(settings, true)
+}
+
+fn collect_or_reuse(settings: &Settings, reuse: bool) -> Result<Comparison> {
     // The declarations first: a filter that selects nothing is an error
     // before ten minutes of kernel builds, not after.
     let programs = programs()?;
@@ -537,6 +597,20 @@ pub fn collect(settings: &Settings) -> Result<Comparison> {
     let patched = ws.kernel(Variant::Patched)?;
     let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
+    if reuse {
+        if let Some([vanilla, patched]) = last_reports(&ws, [&vanilla, &patched], &initrd, settings)? {
+            ui::note("the last compare ran these very kernels and initramfs: its results are used, nothing is booted");
+            return Ok(Comparison {
+                ws,
+                declared,
+                vanilla,
+                patched,
+                programs,
+                initrd,
+                qemu,
+            });
+        }
+    }
 
     // The two guests are independent: boot them side by side.
     let boot_one = |variant, kernel| boot_validator(&ws, variant, kernel, &initrd, &qemu, settings);

@@ -22,6 +22,25 @@ pub fn run(
 ) -> Result<i32> {
     let settings = opts.settings();
     let both = pipeline::collect(&settings)?;
+    report(&settings, both, cover_letter, bundle, junit)
+}
+
+/// `cargo xtask bundle`: the last compare's results when they are of these
+/// very inputs (then two bundles are the same bytes), else a new compare.
+pub fn bundle(opts: &RunOpts, output: Option<&Path>) -> Result<i32> {
+    let settings = opts.settings();
+    let both = pipeline::last_comparison(&settings)?;
+    report(&settings, both, false, Some(output), None)
+}
+
+/// The table, the reports and what was asked besides, of `both`.
+fn report(
+    settings: &Settings,
+    both: Comparison,
+    cover_letter: bool,
+    bundle: Option<Option<&Path>>,
+    junit: Option<&Path>,
+) -> Result<i32> {
     let Comparison {
         ws,
         declared,
@@ -43,7 +62,7 @@ pub fn run(
         table::print_diagnostics(report, declared);
         table::print_problems(report);
     }
-    let stress_figures = opts.stress.as_ref().map(|_| {
+    let stress_figures = settings.stress.as_ref().map(|_| {
         let figures = [stress::figures(vanilla), stress::figures(patched)];
         println!();
         for (report, figures) in [vanilla, patched].iter().zip(&figures) {
@@ -65,7 +84,7 @@ pub fn run(
     std::fs::write(&json, serde_json::to_string_pretty(&all)?)?;
 
     let bundled = match bundle {
-        Some(output) => Some(write_bundle(&both, &settings, &compact, &markdown, output)?),
+        Some(output) => Some(write_bundle(&both, settings, &compact, &markdown, output)?),
         None => None,
     };
     if let Some(file) = junit {

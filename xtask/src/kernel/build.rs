@@ -19,7 +19,7 @@ pub struct BuildInputs<'a> {
     pub jobs: usize,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Kernel {
     pub bzimage: PathBuf,
     /// What QEMU boots: the uncompressed ELF through its PVH entry

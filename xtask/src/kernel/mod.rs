@@ -11,7 +11,7 @@ pub mod source;
 use clap::ValueEnum;
 
 /// The two kernels every comparison is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     Vanilla,

@@ -90,7 +90,7 @@ impl Provider {
 }
 
 /// What was built from: recorded in every report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SourceInfo {
     pub provider: String,
     pub origin: String,

@@ -5,12 +5,12 @@
 //! kernel-problem scan in `vm::console` looks at those lines).
 
 use contract::{Observation, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One observed result. A failure carries the reason token the validator
 /// named (`EINVAL`, `SIGSEGV`, `timeout`, ...; `unnamed` when the line had
 /// none), a skip its prose reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "status", content = "reason")]
 pub enum Status {
     Pass,
@@ -38,7 +38,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
     pub number: u32,
     pub id: String,
@@ -47,7 +47,7 @@ pub struct TestResult {
     pub diagnostics: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ktap {
     pub saw_version: bool,
     pub plan: Option<u32>,

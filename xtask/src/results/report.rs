@@ -172,7 +172,7 @@ fn qemu_said(boot: &Boot) -> String {
     format!("; QEMU's stderr: {}", last.join(" / "))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RunReport {
     pub variant: Variant,
     pub source: SourceInfo,
@@ -188,6 +188,11 @@ pub struct RunReport {
     pub seconds_boot_total: f64,
     pub console_log: PathBuf,
     pub console_tail: Vec<String>,
+    /// What the guest was given besides the kernel: the initramfs' sha256
+    /// and the kernel command line. With `kernel.build_key`, what makes
+    /// another run the same run (a bundle reuses a report that matches).
+    #[serde(default)]
+    pub guest_inputs: String,
 }
 
 impl RunReport {

@@ -23,7 +23,7 @@ const STDERR_POLL: Duration = Duration::from_millis(100);
 /// itself, so that its status is part of the reason, before it is killed.
 const ERROR_GRACE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ending {
     /// QEMU exited by itself (guest reboot or panic with -no-reboot).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What a boot really ran with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Accelerator {
     Kvm,
@@ -31,7 +31,7 @@ impl Accelerator {
 /// costs only speed: the boot is redone under TCG).
 pub const KVM_FIRST_LINE_DEADLINE: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Qemu {
     pub path: PathBuf,
     pub version: (u32, u32, u32),
