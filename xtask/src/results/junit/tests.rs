@@ -47,6 +47,7 @@ fn report(variant: Variant, ktap: &str, problems: &[&str]) -> RunReport {
         seconds_boot_total: 0.0,
         console_log: format!("/results/{}/console.log", variant.name()).into(),
         console_tail: Vec::new(),
+        guest_inputs: String::new(),
     }
 }
 
