@@ -300,15 +300,31 @@ mod tests {
         assert!(nothing_crosses_4g(&maps("ffffe000-100000000 rw-p 00000000 00:00 0\n")).is_ok());
     }
 
+    /// In a forked child: the test harness runs other tests on other
+    /// threads of this process, whose allocations change /proc/self/maps
+    /// between two snapshots; the child has one thread.
     #[test]
     fn snapshot_sees_a_change_and_only_a_change() {
-        let mut s = Snapshot::take();
-        assert!(s.unchanged("nothing").is_ok());
-        let mut s = Snapshot::take();
-        let a = sys::mmap_anon(0, 3 * sys::PAGE, 0).unwrap();
-        let b = s.unchanged("an mmap").unwrap_err();
-        sys::munmap(a, 3 * sys::PAGE).unwrap();
-        assert_eq!(b.invariant, "failed_call_left_state");
-        assert!(b.detail.contains(&format!("{a:x}")), "{}", b.detail);
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(|| {
+                let mut s = Snapshot::take();
+                assert!(s.unchanged("nothing").is_ok());
+                let mut s = Snapshot::take();
+                let a = sys::mmap_anon(0, 3 * sys::PAGE, 0).unwrap();
+                let b = s.unchanged("an mmap").unwrap_err();
+                sys::munmap(a, 3 * sys::PAGE).unwrap();
+                assert_eq!(b.invariant, "failed_call_left_state");
+                assert!(b.detail.contains(&format!("{a:x}")), "{}", b.detail);
+            })
+            .is_ok();
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child's checks failed (status {status:#x})"
+        );
     }
 }
