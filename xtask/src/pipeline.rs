@@ -361,6 +361,15 @@ fn note_once(once: &std::sync::Once, text: &str) {
     once.call_once(|| ui::note(text));
 }
 
+/// Boots a guest other than the validator (the selftests, the benchmarks)
+/// with the run's accelerator and timeout, and fails on any splat its
+/// console shows.
+pub fn boot_without_splats(guest: &Guest, settings: &Settings, log: &Path) -> Result<Booted> {
+    let booted = boot(guest, settings.accel, settings.timeout(), log, &mut |_| {})?;
+    ensure_no_splats(&booted.boot.console, log)?;
+    Ok(booted)
+}
+
 /// Fails with every splat on `console` that qemu/splat-allowlist does not
 /// name: its first lines and where the full log is.
 pub fn ensure_no_splats(console: &[String], log: &Path) -> Result<()> {

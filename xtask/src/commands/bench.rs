@@ -344,16 +344,9 @@ fn micro_benchmarks(
             append: "validator.bench".into(),
         };
         let log = paths::results().join(format!("bench-{}-console.log", variant.name()));
-        let booted = pipeline::boot(
-            &guest,
-            settings.accel,
-            settings.timeout(),
-            &log,
-            &mut |_| {},
-        )?;
-        step.finish("done");
-        pipeline::ensure_no_splats(&booted.boot.console, &log)
+        let booted = pipeline::boot_without_splats(&guest, settings, &log)
             .with_context(|| format!("micro-benchmarks in the {} guest", variant.name()))?;
+        step.finish("done");
         let place = format!("{} guest ({})", variant.name(), booted.accel.name());
         out.extend(
             booted

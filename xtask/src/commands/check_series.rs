@@ -453,16 +453,9 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
             "Running x86 selftests on the {} kernel",
             variant.name()
         ));
-        let booted = pipeline::boot(
-            &guest,
-            settings.accel,
-            settings.timeout(),
-            &log,
-            &mut |_| {},
-        )?;
-        step.finish("done");
-        pipeline::ensure_no_splats(&booted.boot.console, &log)
+        let booted = pipeline::boot_without_splats(&guest, settings, &log)
             .with_context(|| format!("x86 selftests on the {} kernel", variant.name()))?;
+        step.finish("done");
         let exits = parse_exits(&booted.boot.console);
         anyhow::ensure!(
             exits.len() == binaries.len(),
