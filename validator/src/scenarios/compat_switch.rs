@@ -20,7 +20,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
     series(
         "set_compat_returns_low_base",
-        "ARCH_SET_COMPAT(0) returns the new [vdso] base, page aligned and below 4 GiB; ARCH_GET_COMPAT reads 1; \
+        "ARCH_SET_COMPAT(&0) writes back the new [vdso] base, page aligned and below 4 GiB; ARCH_GET_COMPAT reads 1; \
          CS stays 0x33",
         "The core contract of the new arch_prctl: one call switches the mm to compat and tells userspace where \
          the 32-bit vDSO went.",
@@ -69,7 +69,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
     series(
         "set_native_restores",
-        "ARCH_SET_NATIVE returns the new base of an ELFCLASS64 vDSO whose clock_gettime works, [vsyscall] is \
+        "ARCH_SET_NATIVE writes back the new base of an ELFCLASS64 vDSO whose clock_gettime works, [vsyscall] is \
          back, mmap lands above 4 GiB and ARCH_GET_COMPAT reads 0",
         "The switch is fully reversible, so a process can leave compat mode without execve.",
         "EINVAL",
