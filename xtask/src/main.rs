@@ -53,6 +53,12 @@ fn main() {
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),
     };
+    // The handler kills the children and exits with 130 on its own thread;
+    // this thread may see a killed child first and must not report that as
+    // an error of its own (exit 2 instead of 130).
+    if host::process::interrupted() {
+        std::process::exit(results::exit::INTERRUPTED);
+    }
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {

@@ -392,9 +392,19 @@ fn kill_all() {
     }
 }
 
+/// Set by the interrupt handler before it kills anything.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once Ctrl-C or SIGTERM arrived: a child that failed after that
+/// was killed by the handler, and its failure is the interrupt, not an error.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Ctrl-C or SIGTERM: kill every child we started (QEMU, make), then exit.
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         kill_all();
         ui::finish_all();
         eprintln!("interrupted: stopped every QEMU and build process this run started");
