@@ -21,6 +21,8 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod prefixes;
+
 /// What a run is asked to do, as plain values (the CLI fills it in).
 #[derive(Clone, Debug)]
 pub struct Settings {

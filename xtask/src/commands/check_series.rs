@@ -9,9 +9,9 @@ use crate::flags::RunOpts;
 use crate::host::process::{self, Cmd};
 use crate::host::{deps, paths, ui};
 use crate::kernel::build::{self, BuildInputs};
-use crate::kernel::git;
-use crate::kernel::series::{self, Series};
+use crate::kernel::series::Series;
 use crate::kernel::Variant;
+use crate::pipeline::prefixes::Prefixes;
 use crate::pipeline::{self, Settings, Workspace};
 use crate::results::exit;
 use crate::results::table::Table;
@@ -239,39 +239,22 @@ fn checkpatch_summary(output: &str) -> Option<CheckpatchSummary> {
     })
 }
 
-/// Builds vanilla plus 1, 2, ... n patches in a separate "bisect" tree, and
-/// compiles the touched C files with W=1 at both ends to compare warnings.
+/// Builds vanilla plus 1, 2, ... n patches in a separate "bisect" tree
+/// (each kept for `compare --per-patch`), and compiles the touched C files
+/// with W=1 at both ends to compare warnings.
 fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
-    let dir = ws.layout.extra("bisect");
-    let log = ws.layout.logs().join("bisect.log");
-    let vanilla = ws.layout.src(Variant::Vanilla);
-    let tree = git::ensure_worktree(&vanilla, &dir.join("src"), &ws.source.commit, &log)?;
-    let build = dir.join("build");
+    let prefixes = Prefixes::open(ws)?;
     let touched = touched_c_files(&ws.series);
     let mut results = Vec::new();
     let mut warnings_before = BTreeMap::new();
-    let n = ws.series.patches.len();
+    let n = prefixes.len();
     for k in 0..=n {
-        let prefix = Series {
-            dir: ws.series.dir.clone(),
-            patches: ws.series.patches[..k].to_vec(),
-        };
-        let built = series::apply(&tree, &ws.source.commit, &prefix, &log).and_then(|()| {
-            let what = format!("Building vanilla + {k} of {n} patches");
-            pipeline::build_kernel(
-                &what,
-                &BuildInputs {
-                    src: &tree,
-                    build: &build,
-                    tree_id: &ws.source.tree_id,
-                    series_hash: &prefix.hash(),
-                    fragment: &paths::config_fragment(),
-                    jobs: ws.jobs,
-                },
-            )
-        });
+        // Always through the tree, even when the shelf has this prefix:
+        // the W=1 pass below compiles in it.
+        let built = prefixes.build(k);
         if k == 0 {
-            warnings_before = w1_warnings(&tree, &build, &touched, ws.jobs)?;
+            built?;
+            warnings_before = w1_warnings(&prefixes.tree, &prefixes.build, &touched, ws.jobs)?;
             continue;
         }
         let name = format!(
@@ -284,7 +267,7 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
             break;
         }
         if k == n {
-            let after = w1_warnings(&tree, &build, &touched, ws.jobs)?;
+            let after = w1_warnings(&prefixes.tree, &prefixes.build, &touched, ws.jobs)?;
             results.push((
                 "no new W=1 warnings in touched files".into(),
                 compare_warnings(&warnings_before, &after),

@@ -75,19 +75,24 @@ pub fn make(src: &Path, build: &Path, jobs: usize, target: &str) -> Cmd {
         .env("CCACHE_MAXSIZE", "5G")
 }
 
-/// Builds (or finds cached) the kernel `inputs` describe.
-pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
-    let started = Instant::now();
-    let fragment_path = inputs.fragment;
-    let fragment = std::fs::read(fragment_path)
-        .with_context(|| format!("cannot read {}", fragment_path.display()))?;
+/// The build key of `inputs` (reads the fragment, asks gcc its version).
+pub fn key_of(inputs: &BuildInputs) -> Result<String> {
+    let fragment = std::fs::read(inputs.fragment)
+        .with_context(|| format!("cannot read {}", inputs.fragment.display()))?;
     let options = kconfig::canonical(&String::from_utf8_lossy(&fragment));
-    let key = build_key(
+    Ok(build_key(
         inputs.tree_id,
         inputs.series_hash,
         options.as_bytes(),
         &compiler_version()?,
-    );
+    ))
+}
+
+/// Builds (or finds cached) the kernel `inputs` describe.
+pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
+    let started = Instant::now();
+    let fragment_path = inputs.fragment;
+    let key = key_of(inputs)?;
     let build = inputs.build;
     std::fs::create_dir_all(build)?;
     let stamp = build.join(".xtask-build-key");
@@ -106,27 +111,107 @@ pub fn build(inputs: &BuildInputs) -> Result<Kernel> {
             .with_context(|| format!("building the kernel in {}", build.display()))?;
         std::fs::write(&stamp, &key)?;
     }
-    let config = std::fs::read(build.join(".config"))?;
+    let mut kernel = described(build, &bzimage, &vmlinux, key)?;
+    kernel.cached = cached;
+    kernel.build_seconds = started.elapsed().as_secs_f64();
+    Ok(kernel)
+}
+
+/// The kernel whose images and `.config` are in `dir` (a build dir, or a
+/// shelf `keep` filled).
+fn described(dir: &Path, bzimage: &Path, vmlinux: &Path, key: String) -> Result<Kernel> {
+    let config_path = dir.join(".config");
+    let config = std::fs::read(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
     let config_hash = format!("{:x}", Sha256::digest(&config));
     let kasan = String::from_utf8_lossy(&config)
         .lines()
         .any(|l| l == "CONFIG_KASAN=y");
-    let boot_image = if kasan { &bzimage } else { &vmlinux }.clone();
+    let boot_image = if kasan { bzimage } else { vmlinux }.to_path_buf();
     Ok(Kernel {
-        bzimage,
-        vmlinux,
+        bzimage: bzimage.to_path_buf(),
+        vmlinux: vmlinux.to_path_buf(),
         boot_image,
-        build_dir: build.to_path_buf(),
+        build_dir: dir.to_path_buf(),
         build_key: key,
         config_hash,
-        cached,
-        build_seconds: started.elapsed().as_secs_f64(),
+        cached: true,
+        build_seconds: 0.0,
     })
+}
+
+/// What `keep` copies: enough to boot the kernel and to say how it was configured.
+const KEPT_FILES: [&str; 3] = [".config", "bzImage", "vmlinux"];
+
+/// Copies a built kernel's images into `shelf/<build key>/`, so its build
+/// dir can move on to other inputs (the next prefix of a series) and this
+/// kernel stays bootable; returns the kernel as it lies on the shelf.
+pub fn keep(kernel: &Kernel, shelf: &Path) -> Result<Kernel> {
+    let dir = shelf.join(&kernel.build_key);
+    let partial = shelf.join(format!("{}.partial", kernel.build_key));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let sources = [
+        kernel.build_dir.join(".config"),
+        kernel.bzimage.clone(),
+        kernel.vmlinux.clone(),
+    ];
+    for (name, from) in KEPT_FILES.iter().zip(&sources) {
+        std::fs::copy(from, partial.join(name))
+            .with_context(|| format!("cannot copy {} to {}", from.display(), partial.display()))?;
+    }
+    // Whole or absent: a run stopped mid-copy leaves only a .partial dir.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), dir.display()))?;
+    let mut kept = kept(shelf, &kernel.build_key)?
+        .with_context(|| format!("{} is incomplete right after copying", dir.display()))?;
+    kept.cached = kernel.cached;
+    kept.build_seconds = kernel.build_seconds;
+    Ok(kept)
+}
+
+/// The kernel `keep` put on `shelf` under `key`, if it is there whole.
+pub fn kept(shelf: &Path, key: &str) -> Result<Option<Kernel>> {
+    let dir = shelf.join(key);
+    if !KEPT_FILES.iter().all(|name| dir.join(name).is_file()) {
+        return Ok(None);
+    }
+    described(&dir, &dir.join("bzImage"), &dir.join("vmlinux"), key.to_string()).map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_kernel_survives_its_build_dir_and_is_whole_or_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let build = tmp.path().join("build");
+        std::fs::create_dir_all(build.join("arch/x86/boot")).unwrap();
+        std::fs::write(build.join(".config"), "CONFIG_KASAN=y\n").unwrap();
+        std::fs::write(build.join("arch/x86/boot/bzImage"), "bz").unwrap();
+        std::fs::write(build.join("vmlinux"), "elf").unwrap();
+        let shelf = tmp.path().join("shelf");
+        assert!(kept(&shelf, "k1").unwrap().is_none());
+        let built = described(
+            &build,
+            &build.join("arch/x86/boot/bzImage"),
+            &build.join("vmlinux"),
+            "k1".into(),
+        )
+        .unwrap();
+        let on_shelf = keep(&built, &shelf).unwrap();
+        std::fs::remove_dir_all(&build).unwrap();
+        let found = kept(&shelf, "k1").unwrap().expect("kept");
+        assert_eq!(found.bzimage, shelf.join("k1/bzImage"));
+        assert_eq!(found.boot_image, found.bzimage, "a KASAN kernel boots bzImage");
+        assert_eq!(found.config_hash, on_shelf.config_hash);
+        assert_eq!(std::fs::read(&found.bzimage).unwrap(), b"bz");
+        std::fs::remove_file(shelf.join("k1/vmlinux")).unwrap();
+        assert!(kept(&shelf, "k1").unwrap().is_none(), "incomplete is absent");
+    }
 
     #[test]
     fn every_input_changes_the_key() {
