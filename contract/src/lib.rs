@@ -370,6 +370,10 @@ pub mod list_json {
     pub const DESCRIPTION: &str = "description";
     /// Why a reviewer cares.
     pub const PROVES: &str = "proves";
+    /// Words of the subject of the patch expected to change the scenario's
+    /// result (`compare --per-patch`); absent when vanilla and patched are
+    /// declared alike.
+    pub const CHANGED_BY: &str = "changed_by";
 
     /// The field holding `kernel`'s expectation word.
     pub const fn expectation(kernel: Kernel) -> &'static str {

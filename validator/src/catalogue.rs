@@ -14,6 +14,9 @@ fn scenario_json(s: &Scenario) -> serde_json::Value {
         list_json::DESCRIPTION: s.description,
         list_json::PROVES: s.proves,
     });
+    if let Some(words) = s.changed_by {
+        v[list_json::CHANGED_BY] = json!(words);
+    }
     for kernel in [Kernel::Vanilla, Kernel::Patched] {
         let expected = s.expected(kernel);
         v[list_json::expectation(kernel)] = json!(expected.word());
@@ -74,16 +77,19 @@ pub fn markdown(scenarios: &[&'static Scenario]) -> String {
          `arch_prctl(ARCH_GET_COMPAT 0x2006, &unsigned_long)`, `MAP_ABOVE4G 0x80`. Not covered: ENODEV with\n\
          ia32 emulation disabled (needs another kernel configuration); AT_SYSINFO_EHDR is not updated by the\n\
          switch and the ELF core class follows mm->binfmt (documented limits of the series, not checked).\n\n\
-         | # | id | vanilla | patched | what it checks | why a reviewer cares |\n\
-         |---|----|---------|---------|----------------|----------------------|\n",
+         The patch column names the patch of the series whose subject has these words: the one that\n\
+         changes the scenario's result (`cargo xtask compare --per-patch` checks it).\n\n\
+         | # | id | vanilla | patched | patch | what it checks | why a reviewer cares |\n\
+         |---|----|---------|---------|-------|----------------|----------------------|\n",
     );
     for (i, s) in scenarios.iter().enumerate() {
         out.push_str(&format!(
-            "| {} | `{}` | {} | {} | {} | {} |\n",
+            "| {} | `{}` | {} | {} | {} | {} | {} |\n",
             i + 1,
             s.id,
             expect_cell(s.vanilla),
             expect_cell(s.patched),
+            cell(s.changed_by.unwrap_or("")),
             cell(s.description),
             cell(s.proves)
         ));
@@ -104,6 +110,21 @@ mod tests {
             on_disk == generated,
             "docs/scenarios.md is stale: regenerate with `validator --list --markdown > docs/scenarios.md`"
         );
+    }
+
+    #[test]
+    fn a_scenario_names_the_patch_that_changes_it_iff_its_expectations_differ() {
+        for s in crate::scenarios::all() {
+            assert_eq!(
+                s.changed_by.is_some(),
+                s.vanilla != s.patched,
+                "{}: changed_by {:?} with vanilla {} and patched {}",
+                s.id,
+                s.changed_by,
+                s.vanilla,
+                s.patched
+            );
+        }
     }
 
     #[test]

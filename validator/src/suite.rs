@@ -172,6 +172,7 @@ mod tests {
             proves: "test",
             vanilla: Expect::fail("addr>=4G"),
             patched: Expect::PASS,
+            changed_by: Some("ARCH_SET_COMPAT"),
             run,
         }))
     }

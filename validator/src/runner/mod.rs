@@ -302,6 +302,7 @@ mod tests {
             proves: "test",
             vanilla: Expect::PASS,
             patched: Expect::PASS,
+            changed_by: None,
             run,
         }))
     }

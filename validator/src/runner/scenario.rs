@@ -36,6 +36,10 @@ pub struct Scenario {
     pub proves: &'static str,
     pub vanilla: Expect,
     pub patched: Expect,
+    /// Words of the subject of the one patch of the series that changes
+    /// this scenario's result (`compare --per-patch` checks it); None when
+    /// vanilla and patched are declared alike. See `scenarios::series::patches`.
+    pub changed_by: Option<&'static str>,
     pub run: fn() -> Outcome,
 }
 

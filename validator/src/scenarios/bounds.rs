@@ -2,7 +2,7 @@
 //! stay below 4 GiB (vanilla checks them against the 64-bit TASK_SIZE).
 
 use crate::runner::{Expect, Failure, Outcome, Scenario};
-use crate::scenarios::series::{reasons, result_reason};
+use crate::scenarios::series::{patches, reasons, result_reason};
 use crate::sys::thunks;
 use crate::sys::{self, int80_mmap2, nr32, FOUR_GIB, PAGE};
 use crate::{diag, ensure, ensure_because, skip};
@@ -14,6 +14,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "32-bit code sees a truncated address for a VMA straddling 4 GiB; vanilla returns 0xfffff000.",
         vanilla: Expect::fail(reasons::CROSSES_4G),
         patched: Expect::PASS,
+        changed_by: Some(patches::COMPAT_BOUNDS),
         run: int80_mmap2_hint_no_cross_4g,
     },
     Scenario {
@@ -23,6 +24,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  reach.",
         vanilla: Expect::fail(reasons::CROSSES_4G),
         patched: Expect::PASS,
+        changed_by: Some(patches::COMPAT_BOUNDS),
         run: int80_mmap2_fixed_cross_4g_enomem,
     },
     Scenario {
@@ -32,6 +34,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "In-place growth is the other way a compat VMA could cross 4 GiB; the bound must cover mremap too.",
         vanilla: Expect::fail(reasons::CROSSES_4G),
         patched: Expect::PASS,
+        changed_by: Some(patches::COMPAT_BOUNDS),
         run: int80_mremap_cross_4g_enomem,
     },
 ];

@@ -395,6 +395,7 @@ mod tests {
             proves: "test",
             vanilla: runner::Expect::PASS,
             patched: runner::Expect::PASS,
+            changed_by: None,
             run: signal_then_crash,
         }));
         let r = runner::run_one(s, std::time::Duration::from_secs(10), &mut |_| {});

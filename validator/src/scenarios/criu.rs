@@ -5,7 +5,7 @@ use crate::diag;
 use crate::runner;
 use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
 use crate::scenarios::common::free_low_address;
-use crate::scenarios::series::{require_series, set_compat};
+use crate::scenarios::series::{patches, require_series, set_compat};
 use crate::sys::thunks::{self, Entry};
 use crate::sys::vdso::{self, MappedVdso};
 use crate::sys::{self, FOUR_GIB};
@@ -19,6 +19,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  and a check of the flow itself on any kernel.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: criu_style_flow_map_vdso32,
     },
     Scenario {
@@ -29,6 +30,7 @@ pub const SCENARIOS: &[Scenario] = &[
              keeps working with nothing mapped above 4 GiB.",
     vanilla: Expect::fail("EINVAL"),
     patched: Expect::PASS,
+    changed_by: Some(patches::ABI),
     run: criu_style_compat_flow,
     },
 ];

@@ -15,6 +15,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  enter compatibility mode and return with its 64-bit state intact.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: gate_round_trip,
     },
     Scenario {
@@ -24,6 +25,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  must keep working.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: int80_from_32bit,
     },
     Scenario {
@@ -33,6 +35,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  64-bit mode.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: int80_from_64bit,
     },
     Scenario {
@@ -43,6 +46,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  at the 32-bit vDSO landing pad, which does not exist.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: sysenter_without_vdso32,
     },
 ];

@@ -16,6 +16,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  is dumped correctly without further kernel help.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: ptrace_prstatus_size,
     },
     Scenario {
@@ -25,6 +26,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "Sandboxes keyed on the architecture keep working for compat syscalls of 64-bit processes.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: seccomp_int80_audit_arch,
     },
 ];

@@ -13,6 +13,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "Upstream (v4.12) already places compat mmaps with the compat base; the series must not regress it.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: int80_mmap2_below_4g,
     },
     Scenario {
@@ -22,6 +23,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  32-bit programs.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: map_32bit_range,
     },
     Scenario {
@@ -31,6 +33,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  arch_prctl instead.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: personality_addr_limit_no_effect,
     },
     Scenario {
@@ -39,6 +42,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "Kernel-chosen addresses returned by other compat syscalls also fit in 32 bits.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: int80_io_setup_below_4g,
     },
     Scenario {
@@ -47,6 +51,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "SysV shared memory attached by compat code is addressable from 32-bit code.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: int80_shmat_below_4g,
     },
     Scenario {
@@ -56,6 +61,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  ARCH_SET_NATIVE.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: vsyscall_present,
     },
 ];

@@ -23,6 +23,20 @@ pub mod reasons {
     pub const SUCCESS: &str = "success";
 }
 
+/// Words of the subjects of the patches that change scenario results: the
+/// patch each scenario names in `changed_by` must have them in its subject
+/// (`compare --per-patch` flags a change anywhere else).
+pub mod patches {
+    /// 0001: PTRACE_ARCH_PRCTL no longer maps a vDSO into the tracer.
+    pub const PTRACE_MAP_VDSO: &str = "through PTRACE_ARCH_PRCTL";
+    /// 0002: the ia32 signal frame's retcode when no 32-bit vDSO is mapped.
+    pub const RETCODE: &str = "on-stack retcode";
+    /// 0003: compat mmap()/mremap() ranges end at 4 GiB.
+    pub const COMPAT_BOUNDS: &str = "Bound compat mmap() and mremap()";
+    /// 0008: the interface itself; every scenario that needs it changes here.
+    pub const ABI: &str = "Add ARCH_SET_COMPAT";
+}
+
 /// A scenario of the series: fails on vanilla on the observable
 /// `vanilla_reason` (a token), passes patched.
 pub const fn series(
@@ -38,6 +52,7 @@ pub const fn series(
         proves,
         vanilla: Expect::fail(vanilla_reason),
         patched: Expect::PASS,
+        changed_by: Some(patches::ABI),
         run,
     }
 }

@@ -3,6 +3,7 @@
 use crate::diag;
 use crate::runner::{Expect, Outcome, Scenario};
 use crate::scenarios::common::{both_frames, raise_in_32bit, Frame, Restorer};
+use crate::scenarios::series::patches;
 use crate::sys;
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -14,6 +15,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  must keep this path.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: compat_sigaction_ia32_frame,
     },
     Scenario {
@@ -23,6 +25,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "The second ia32 frame layout and compat sigreturn also work for 32-bit code of a 64-bit process.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: compat_sigaction_nonrt_frame,
     },
     Scenario {
@@ -34,6 +37,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  the frame, so the 32-bit stack is made executable, as legacy ia32 programs have it.",
         vanilla: Expect::fail("SIGSEGV"),
         patched: Expect::PASS,
+        changed_by: Some(patches::RETCODE),
         run: compat_sigaction_no_restorer,
     },
 ];

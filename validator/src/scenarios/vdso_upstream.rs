@@ -17,6 +17,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  same image and landing pad.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: map_vdso_32,
     },
     Scenario {
@@ -25,6 +26,7 @@ pub const SCENARIOS: &[Scenario] = &[
         proves: "The existing C/R interface refuses to stack a second vDSO; ARCH_SET_COMPAT must replace, not add.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
+        changed_by: None,
         run: map_vdso_64_eexist,
     },
 ];

@@ -36,6 +36,7 @@ pub const SCENARIOS: &[Scenario] = &[Scenario {
              4 GiB, the mapped vDSO works and failed calls change nothing. Vanilla runs the subset without switches.",
     vanilla: Expect::PASS,
     patched: Expect::PASS,
+    changed_by: None,
     run,
 }];
 
