@@ -33,6 +33,11 @@ pub enum Command {
         /// Also write the results as JUnit XML (one testcase per scenario and kernel).
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Boot the kernel after each prefix of the series (vanilla, +0001,
+        /// ...; check-series' prefix builds are reused) and print which patch
+        /// changes which scenario, flagging a change that is not the declared one.
+        #[arg(long, conflicts_with_all = ["cover_letter", "bundle", "junit"])]
+        per_patch: bool,
         #[command(flatten)]
         opts: RunOpts,
     },

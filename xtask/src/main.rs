@@ -15,17 +15,23 @@ mod results;
 mod vm;
 
 use clap::Parser;
-use commands::{bench, build, check_series, compare, doctor, run, shell, test};
+use commands::{bench, build, check_series, compare, doctor, per_patch, run, shell, test};
 use flags::{Cli, Command};
 
 fn main() {
     host::process::install_interrupt_handler();
     let result = match Cli::parse().command {
         Command::Compare {
+            per_patch: true,
+            opts,
+            ..
+        } => per_patch::run(&opts),
+        Command::Compare {
             cover_letter,
             bundle,
             junit,
             opts,
+            ..
         } => compare::run(
             &opts,
             cover_letter,

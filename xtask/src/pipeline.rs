@@ -430,8 +430,42 @@ pub fn boot_validator(
     qemu: &Qemu,
     settings: &Settings,
 ) -> Result<RunReport> {
-    let dir = paths::results().join(format!("{}{}", variant.name(), settings.flavour.suffix()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let run = RunName {
+        variant,
+        label: variant.name(),
+        series_hash: ws.series_hash(variant),
+        dir: paths::results().join(format!("{}{}", variant.name(), settings.flavour.suffix())),
+    };
+    boot_validator_as(ws, &run, kernel, initrd, qemu, settings)
+}
+
+/// Which kernel a validator boot is of, and where its results go.
+pub struct RunName {
+    /// Whose declarations apply (a prefix of the series: vanilla for none).
+    pub variant: Variant,
+    /// How the progress line names the kernel (`vanilla`, `+0003`).
+    pub label: String,
+    pub series_hash: String,
+    pub dir: PathBuf,
+}
+
+/// `boot_validator` for any kernel built from this workspace's source.
+pub fn boot_validator_as(
+    ws: &Workspace,
+    run: &RunName,
+    kernel: Kernel,
+    initrd: &Path,
+    qemu: &Qemu,
+    settings: &Settings,
+) -> Result<RunReport> {
+    let RunName {
+        variant,
+        label,
+        series_hash,
+        dir,
+    } = run;
+    let variant = *variant;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let console_log = dir.join("console.log");
     let guest = Guest {
         qemu,
@@ -439,10 +473,10 @@ pub fn boot_validator(
         initrd,
         append: validator_append(settings),
     };
-    let step = Step::start(format!("Booting {} kernel", variant.name()));
+    let step = Step::start(format!("Booting {label} kernel"));
     let (Booted { boot, accel, .. }, ktap) =
         boot_showing_scenarios(&guest, settings, &console_log, &step)
-            .with_context(|| format!("booting the {} kernel", variant.name()))?;
+            .with_context(|| format!("booting the {label} kernel"))?;
     let allow = Allowlist::load(&paths::splat_allowlist())?;
     let mut problems =
         report::run_problems(&boot, &ktap, settings.timeout_secs, &allow, &console_log);
@@ -465,7 +499,7 @@ pub fn boot_validator(
     let report = RunReport {
         variant,
         source: ws.source.clone(),
-        series_hash: ws.series_hash(variant),
+        series_hash: series_hash.clone(),
         kernel,
         accelerator: accel,
         qemu: qemu.clone(),

@@ -15,6 +15,31 @@ pub struct Patch {
     pub contents: Vec<u8>,
 }
 
+impl Patch {
+    /// The `Subject:` header, unfolded, without its `[PATCH ...]` prefix;
+    /// None when the file has no mail header (a plain diff).
+    pub fn subject(&self) -> Option<String> {
+        subject_of(&String::from_utf8_lossy(&self.contents))
+    }
+}
+
+fn subject_of(text: &str) -> Option<String> {
+    let mut lines = text.lines().take_while(|l| !l.is_empty());
+    let first = lines.find_map(|l| l.strip_prefix("Subject:"))?;
+    // RFC 5322 folding: continuation lines start with white space.
+    let mut subject = first.trim().to_string();
+    for line in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        subject.push(' ');
+        subject.push_str(line.trim());
+    }
+    if subject.starts_with('[') {
+        if let Some(end) = subject.find(']') {
+            subject = subject[end + 1..].trim_start().to_string();
+        }
+    }
+    Some(subject)
+}
+
 #[derive(Debug, Clone)]
 pub struct Series {
     pub dir: PathBuf,
@@ -157,6 +182,18 @@ mod tests {
         assert!(err.contains("line 1") && err.contains("-p0"), "{err}");
         assert!(parse_series("../x.patch\n").is_err());
         assert!(parse_series("/abs.patch\n").is_err());
+    }
+
+    #[test]
+    fn subjects_are_unfolded_and_lose_their_prefix() {
+        let mail = "From 1 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH v2 02/10] x86/signal: Use the\n retcode when\n\tnot mapped\nDate: x\n\nbody\nSubject: no\n";
+        assert_eq!(
+            subject_of(mail).as_deref(),
+            Some("x86/signal: Use the retcode when not mapped")
+        );
+        assert_eq!(subject_of("Subject: plain\n").as_deref(), Some("plain"));
+        assert_eq!(subject_of("diff --git a/x b/x\n"), None);
+        assert_eq!(subject_of("From: a\n\nSubject: in the body\n"), None);
     }
 
     #[test]

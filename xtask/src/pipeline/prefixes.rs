@@ -5,14 +5,78 @@
 //! prefix builds are what `compare --per-patch` boots, and a prefix whose
 //! inputs did not change is never rebuilt.
 
-use super::{build_kernel, Workspace};
+use super::{boot_validator_as, build_kernel, programs, RunName, Settings, Workspace};
 use crate::host::paths;
 use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::git;
 use crate::kernel::series::{self, Series};
 use crate::kernel::{Flavour, Variant};
+use crate::results::report::{self, Declared, RunReport};
+use crate::vm::qemu::Qemu;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+
+/// The validator's run on every prefix of the series, vanilla first.
+pub struct PerPatchRuns {
+    pub ws: Workspace,
+    pub declared: Vec<Declared>,
+    /// The patches' subjects, in series order.
+    pub subjects: Vec<Option<String>>,
+    /// `runs[k]`: the kernel with the first `k` patches.
+    pub runs: Vec<RunReport>,
+}
+
+/// Builds (or takes from the shelf) the kernel after each prefix, then
+/// boots them with the validator, two at a time.
+pub fn collect(settings: &Settings) -> Result<PerPatchRuns> {
+    let programs = programs()?;
+    let declared = report::declared(
+        &programs.validator,
+        settings.filter.as_deref(),
+        settings.stress.as_deref(),
+    )?;
+    let ws = Workspace::open(settings)?;
+    let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
+    let qemu = Qemu::find()?;
+    let runs = {
+        let prefixes = Prefixes::open(&ws)?;
+        // All builds first: a build error stops the run before any boot.
+        let kernels = (0..=prefixes.len())
+            .map(|k| prefixes.kernel(k))
+            .collect::<Result<Vec<_>>>()?;
+        let names: Vec<RunName> = (0..kernels.len()).map(|k| prefixes.run_name(k)).collect();
+        let mut runs = Vec::new();
+        let jobs: Vec<(RunName, Kernel)> = names.into_iter().zip(kernels).collect();
+        for pair in jobs.chunks(2) {
+            let booted: Vec<Result<RunReport>> = std::thread::scope(|s| {
+                let threads: Vec<_> = pair
+                    .iter()
+                    .map(|(name, kernel)| {
+                        let (ws, initrd, qemu) = (&ws, &initrd, &qemu);
+                        s.spawn(move || {
+                            boot_validator_as(ws, name, kernel.clone(), initrd, qemu, settings)
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("prefix boot thread"))
+                    .collect()
+            });
+            for report in booted {
+                runs.push(report?);
+            }
+        }
+        runs
+    };
+    let subjects = ws.series.patches.iter().map(|p| p.subject()).collect();
+    Ok(PerPatchRuns {
+        ws,
+        declared,
+        subjects,
+        runs,
+    })
+}
 
 pub struct Prefixes<'a> {
     ws: &'a Workspace,
@@ -68,14 +132,41 @@ impl<'a> Prefixes<'a> {
             .with_context(|| format!("keeping the kernel of vanilla + {k} patches"))
     }
 
-    /// The kernel of the first `k` patches: from the shelf when these very
-    /// inputs were built before (by check-series or an earlier run), else built.
+    /// The kernel of the first `k` patches: the workspace's own vanilla and
+    /// patched builds at the two ends (what `compare` built), else from the
+    /// shelf when these very inputs were built before (by check-series or
+    /// an earlier run), else built.
     pub fn kernel(&self, k: usize) -> Result<Kernel> {
+        if k == 0 {
+            return self.ws.kernel(Variant::Vanilla);
+        }
+        if k == self.len() {
+            return self.ws.kernel(Variant::Patched);
+        }
         let fragment = paths::config_fragment();
         let key = build::key_of(&self.inputs(&self.series(k).hash(), &fragment))?;
         match build::kept(&self.shelf, &key)? {
             Some(kernel) => Ok(kernel),
             None => self.build(k),
+        }
+    }
+
+    /// How prefix `k`'s validator run is named and where it is kept: its
+    /// declarations are vanilla's for no patch, else the series'.
+    fn run_name(&self, k: usize) -> RunName {
+        let label = match k {
+            0 => Variant::Vanilla.name(),
+            _ => format!("+{k:04}"),
+        };
+        RunName {
+            variant: if k == 0 {
+                Variant::Vanilla
+            } else {
+                Variant::Patched
+            },
+            dir: paths::results().join("per-patch").join(&label),
+            label,
+            series_hash: self.series(k).hash(),
         }
     }
 

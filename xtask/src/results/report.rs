@@ -28,6 +28,9 @@ pub struct Declared {
     pub vanilla: Expect,
     pub patched: Expect,
     pub proves: String,
+    /// Words of the subject of the patch that changes this scenario's
+    /// result (None: declared alike on both kernels).
+    pub changed_by: Option<String>,
 }
 
 impl Declared {
@@ -62,6 +65,7 @@ impl Declared {
                 vanilla: expect(contract::Kernel::Vanilla)?,
                 patched: expect(contract::Kernel::Patched)?,
                 proves: text(list_json::PROVES).unwrap_or_default(),
+                changed_by: text(list_json::CHANGED_BY).ok(),
                 id: id.clone(),
             })
         })();
@@ -73,7 +77,7 @@ impl Declared {
 /// (each expectation's word and, for fail and skip, its reason).
 impl Serialize for Declared {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = s.serialize_struct("Declared", 7)?;
+        let mut map = s.serialize_struct("Declared", 8)?;
         map.serialize_field(list_json::ID, &self.id)?;
         map.serialize_field(list_json::DESCRIPTION, &self.description)?;
         for (kernel, expected) in [
@@ -84,6 +88,7 @@ impl Serialize for Declared {
             map.serialize_field(list_json::reason(kernel), &expected.reason())?;
         }
         map.serialize_field(list_json::PROVES, &self.proves)?;
+        map.serialize_field(list_json::CHANGED_BY, &self.changed_by)?;
         map.end()
     }
 }
@@ -368,7 +373,7 @@ mod tests {
     fn declared_json_parses() {
         let json = r#"[{"id":"a","description":"d","vanilla":"pass","patched":"pass","proves":"p"},
                        {"id":"b","description":"d","vanilla":"skip","vanilla_reason":"no ia32",
-                        "patched":"pass"}]"#;
+                        "patched":"pass","changed_by":"Add X"}]"#;
         let list = parse_declared(json).unwrap();
         assert_eq!(list[1].expected(Variant::Vanilla).word(), "skip");
         assert_eq!(
@@ -379,11 +384,13 @@ mod tests {
             Some("no ia32")
         );
         assert_eq!(*list[1].expected(Variant::Patched), Expect::PASS);
+        assert_eq!(list[0].changed_by, None);
+        assert_eq!(list[1].changed_by.as_deref(), Some("Add X"));
         let back = serde_json::to_value(&list[1]).unwrap();
         assert_eq!(
             back,
             serde_json::json!({"id":"b","description":"d","vanilla":"skip","vanilla_reason":"no ia32",
-                "patched":"pass","patched_reason":null,"proves":""}),
+                "patched":"pass","patched_reason":null,"proves":"","changed_by":"Add X"}),
             "reports keep the fields of --list --json"
         );
     }

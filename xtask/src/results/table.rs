@@ -122,7 +122,8 @@ pub fn met(expected: &Expect, observed: Option<&Status>) -> bool {
     observed.is_some_and(|s| expected.is_met_by(&s.observation()))
 }
 
-fn cell(observed: Option<&Status>) -> String {
+/// What a kernel did, as a table cell: `pass`, `FAIL (EINVAL)`, `skip`, `(none)`.
+pub fn cell(observed: Option<&Status>) -> String {
     match observed {
         Some(Status::Pass) => "pass".into(),
         Some(Status::Fail(reason)) => format!("FAIL ({reason})"),
@@ -276,6 +277,7 @@ mod tests {
             vanilla,
             patched,
             proves: String::new(),
+            changed_by: None,
         }
     }
 

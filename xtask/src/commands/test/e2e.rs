@@ -26,7 +26,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 12] = [
+    let checks: [(&str, Check); 13] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -71,6 +71,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "stress: a kernel that leaves the old [vvar] on ARCH_SET_NATIVE is caught with a seed and a step",
             check_stress_catches_a_fault,
+        ),
+        (
+            "compare --per-patch: each fix's scenario changes in its own patch; a second run rebuilds nothing",
+            super::per_patch::check,
         ),
     ];
     let chosen: Vec<(&str, Check)> = checks

@@ -92,7 +92,7 @@ fn test_patch() -> Result<PathBuf> {
 }
 
 /// This xtask with `args`, the test series, and the source and accelerator given.
-fn xtask(args: &[&str], series: &Path, opts: &RunOpts) -> Result<Cmd> {
+pub(super) fn xtask(args: &[&str], series: &Path, opts: &RunOpts) -> Result<Cmd> {
     let exe = std::env::current_exe().context("finding this xtask's executable")?;
     let mut cmd = Cmd::new(exe)
         .args(args)
