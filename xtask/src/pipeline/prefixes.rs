@@ -3,7 +3,9 @@
 //! incremental, so each step recompiles only what the next patch touched),
 //! and each built kernel is kept on a shelf by its build key: check-series'
 //! prefix builds are what `compare --per-patch` boots, and a prefix whose
-//! inputs did not change is never rebuilt.
+//! tree did not change is never rebuilt. The key holds the applied tree's
+//! git id, not the patches' bytes: a reworded commit message or a moved
+//! Cc line rebuilds nothing.
 
 use super::{boot_validator_as, build_kernel, programs, RunName, Settings, Workspace};
 use crate::host::paths;
@@ -123,13 +125,33 @@ impl<'a> Prefixes<'a> {
     /// Applies the first `k` patches to the bisect tree and builds it
     /// (incrementally), then keeps the kernel on the shelf.
     pub fn build(&self, k: usize) -> Result<Kernel> {
-        let prefix = self.series(k);
-        series::apply(&self.tree, &self.ws.source.commit, &prefix, &self.log)?;
+        let tree_id = self.apply(k)?;
+        self.build_applied(k, &tree_id)
+    }
+
+    fn build_applied(&self, k: usize, tree_id: &str) -> Result<Kernel> {
         let fragment = paths::config_fragment();
         let what = format!("Building vanilla + {k} of {} patches", self.len());
-        let kernel = build_kernel(&what, &self.inputs(&prefix.hash(), &fragment))?;
+        let kernel = build_kernel(&what, &self.inputs(tree_id, &fragment))?;
         build::keep(&kernel, &self.shelf)
             .with_context(|| format!("keeping the kernel of vanilla + {k} patches"))
+    }
+
+    /// Checks out vanilla plus the first `k` patches in the bisect tree
+    /// (only the files that differ change, so make stays incremental) and
+    /// returns the git id of that tree.
+    fn apply(&self, k: usize) -> Result<String> {
+        series::apply(
+            &self.tree,
+            &self.ws.source.commit,
+            &self.series(k),
+            &self.log,
+        )?;
+        let id = git::git(&self.tree)
+            .args(["rev-parse", "HEAD^{tree}"])
+            .read()
+            .context("reading the applied tree's id")?;
+        Ok(id.trim().to_string())
     }
 
     /// The kernel of the first `k` patches: the workspace's own vanilla and
@@ -143,11 +165,12 @@ impl<'a> Prefixes<'a> {
         if k == self.len() {
             return self.ws.kernel(Variant::Patched);
         }
+        let tree_id = self.apply(k)?;
         let fragment = paths::config_fragment();
-        let key = build::key_of(&self.inputs(&self.series(k).hash(), &fragment))?;
+        let key = build::key_of(&self.inputs(&tree_id, &fragment))?;
         match build::kept(&self.shelf, &key)? {
             Some(kernel) => Ok(kernel),
-            None => self.build(k),
+            None => self.build_applied(k, &tree_id),
         }
     }
 
@@ -170,16 +193,17 @@ impl<'a> Prefixes<'a> {
         }
     }
 
+    /// The applied tree's id stands where a build's series hash goes.
     fn inputs<'b>(
         &'b self,
-        series_hash: &'b str,
+        applied_tree: &'b str,
         fragment: &'b std::path::Path,
     ) -> BuildInputs<'b> {
         BuildInputs {
             src: &self.tree,
             build: &self.build,
             tree_id: &self.ws.source.tree_id,
-            series_hash,
+            series_hash: applied_tree,
             fragment,
             jobs: self.ws.jobs,
         }
