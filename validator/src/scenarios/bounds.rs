@@ -37,6 +37,17 @@ pub const SCENARIOS: &[Scenario] = &[
         changed_by: Some(patches::COMPAT_BOUNDS),
         run: int80_mremap_cross_4g_enomem,
     },
+    Scenario {
+        id: "int80_brk_in_64bit_pie_keeps_break",
+        description: "int 0x80 brk(low 32 bits of the break + 64 KiB) in a 64-bit static PIE, whose heap is above \
+                      4 GiB, returns the old break and leaves it where it was",
+        proves: "A 32-bit caller cannot name a break above 4 GiB: brk() takes the value as below the heap's start \
+                 and does nothing, on both kernels. The series documents brk() as unchanged; this pins it.",
+        vanilla: Expect::PASS,
+        patched: Expect::PASS,
+        changed_by: None,
+        run: int80_brk_in_64bit_pie_keeps_break,
+    },
 ];
 
 /// A page that is valid for ia32 tasks: their TASK_SIZE is 0xffffe000.
@@ -136,4 +147,27 @@ fn int80_mremap_cross_4g_enomem() -> Outcome {
         sys::show(r)
     );
     ensure_enomem(r, LOW_EDGE)
+}
+
+fn int80_brk_in_64bit_pie_keeps_break() -> Outcome {
+    let before = unsafe { libc::sbrk(0) } as u64;
+    if before < FOUR_GIB {
+        skip!("the heap starts below 4 GiB ({before:#x}): not a 64-bit PIE layout");
+    }
+    let asked = (before as u32).wrapping_add(0x1_0000);
+    // int 0x80 from 64-bit code returns the whole rax: the full break.
+    let r = sys::decode_raw(thunks::int80_from_64(nr32::BRK, &[asked]));
+    let after = unsafe { libc::sbrk(0) } as u64;
+    diag!(
+        "break {before:#x}; int 0x80 brk({asked:#x}) = {}; break after {after:#x}",
+        sys::show(r)
+    );
+    ensure_because!(after == before, "brk-moved", "the break moved to {after:#x}");
+    ensure_because!(
+        r == Ok(before),
+        result_reason(r),
+        "brk returned {} (want the old break {before:#x})",
+        sys::show(r)
+    );
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub const PAGE: u64 = 4096;
 /// ia32 syscall numbers (arch/x86/entry/syscalls/syscall_32.tbl).
 pub mod nr32 {
     pub const GETPID: u32 = 20;
+    pub const BRK: u32 = 45;
     pub const CLOCK_GETTIME64: u32 = 403;
     pub const KILL: u32 = 37;
     pub const MREMAP: u32 = 163;
