@@ -162,7 +162,11 @@ fn int80_brk_in_64bit_pie_keeps_break() -> Outcome {
         "break {before:#x}; int 0x80 brk({asked:#x}) = {}; break after {after:#x}",
         sys::show(r)
     );
-    ensure_because!(after == before, "brk-moved", "the break moved to {after:#x}");
+    ensure_because!(
+        after == before,
+        "brk-moved",
+        "the break moved to {after:#x}"
+    );
     ensure_because!(
         r == Ok(before),
         result_reason(r),

@@ -8,7 +8,7 @@
 use crate::flags::RunOpts;
 use crate::host::process::{self, Cmd};
 use crate::host::{deps, paths, ui};
-use crate::kernel::build::{self, BuildInputs};
+use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::series::Series;
 use crate::kernel::Variant;
 use crate::pipeline::prefixes::Prefixes;
@@ -48,6 +48,14 @@ const KSFT_SKIP: i32 = 4;
 
 /// checkpatch's type for a commit id it cannot find in the tree's history.
 const UNKNOWN_COMMIT_ID: &str = "UNKNOWN_COMMIT_ID";
+
+/// The runtime half of the X32_ABI=y build: in_x32_syscall() is true in
+/// the uprobes breakpoint trap, so this kernel is where a placement check
+/// keyed on it would move the XOL area of a 64-bit process below 4 GiB.
+const X32_UPROBES: &str =
+    "X86_X32_ABI=y kernel: compat_mode_64 passes, its uprobe fires and [uprobes] stays above 4 GiB";
+/// What compat_mode_64 prints when its uprobe check passed (KTAP `ok N ...`).
+const UPROBE_PASSED: &str = "uprobe on 64-bit code after ARCH_SET_COMPAT fires";
 
 /// The start of every prefix build's check name.
 const PREFIX_BUILDS: &str = "builds with patches";
@@ -116,9 +124,12 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
     if wanted(name) {
         record(name.into(), selftests(&ws, &settings));
     }
+    if wanted(X32_UPROBES) {
+        record(X32_UPROBES.into(), x32_uprobes(&ws, &settings));
+    }
     if checks.len() == 1 {
         bail!(
-            "--only {:?} names no check (checkpatch, prefix, builds with, selftests)",
+            "--only {:?} names no check (checkpatch, prefix, builds with, selftests, X32)",
             only.unwrap_or_default()
         );
     }
@@ -390,6 +401,11 @@ fn matrix_fragment(base: &str, setting: &str) -> String {
 }
 
 fn matrix_build(ws: &Workspace, setting: &str) -> Result<String> {
+    let kernel = matrix_kernel(ws, setting)?;
+    Ok(format!("built {}", kernel.bzimage.display()))
+}
+
+fn matrix_kernel(ws: &Workspace, setting: &str) -> Result<Kernel> {
     let (option, value) = matrix_setting(setting);
     let name = option.trim_start_matches("CONFIG_").to_lowercase();
     let state = if value == "n" { "off" } else { "on" };
@@ -399,7 +415,7 @@ fn matrix_build(ws: &Workspace, setting: &str) -> Result<String> {
     let fragment = dir.join("fragment.config");
     std::fs::write(&fragment, matrix_fragment(&base, setting))?;
     let what = format!("Building patched kernel with {setting}");
-    let kernel = pipeline::build_kernel(
+    pipeline::build_kernel(
         &what,
         &BuildInputs {
             src: &ws.layout.src(Variant::Patched),
@@ -409,8 +425,50 @@ fn matrix_build(ws: &Workspace, setting: &str) -> Result<String> {
             fragment: &fragment,
             jobs: ws.jobs,
         },
-    )?;
-    Ok(format!("built {}", kernel.bzimage.display()))
+    )
+}
+
+/// Boots the X32_ABI=y kernel with the selftests and requires the series'
+/// own one to pass with its uprobe check run, not skipped.
+fn x32_uprobes(ws: &Workspace, settings: &Settings) -> Result<String> {
+    let kernel = matrix_kernel(ws, "CONFIG_X86_X32_ABI=y")?;
+    let binaries = build_selftests(ws)?;
+    let initrd = selftest_initramfs(ws, &binaries)?;
+    let qemu = Qemu::find()?;
+    let log = paths::results().join("selftests-x32.log");
+    let guest = Guest {
+        qemu: &qemu,
+        kernel: &kernel.boot_image,
+        initrd: &initrd,
+        append: String::new(),
+    };
+    let step = ui::Step::start("Running x86 selftests on the X32_ABI=y kernel");
+    let booted = pipeline::boot_without_splats(&guest, settings, &log)
+        .context("x86 selftests on the X32_ABI=y kernel")?;
+    step.finish("done");
+    judge_x32(&booted.boot.console, &log)
+}
+
+fn judge_x32(console: &[String], log: &Path) -> Result<String> {
+    let exits = parse_exits(console);
+    let code = exits.get(OWN_SELFTEST).copied();
+    let uprobe = console
+        .iter()
+        .find(|l| l.contains(UPROBE_PASSED))
+        .map(|l| l.trim().to_string());
+    anyhow::ensure!(
+        code == Some(0),
+        "{OWN_SELFTEST} exited {code:?} on the X32_ABI=y kernel; console: {}",
+        log.display()
+    );
+    match uprobe {
+        Some(line) if line.starts_with("ok ") => Ok(line),
+        other => anyhow::bail!(
+            "{OWN_SELFTEST} passed but its uprobe check did not (line: {other:?}; a skip means no \
+             uprobe_events in the kernel); console: {}",
+            log.display()
+        ),
+    }
 }
 
 /// Builds the selftests from the patched tree, runs them in both kernels
@@ -649,6 +707,29 @@ mod tests {
             judge_selftests(&crashed_on_vanilla, &patched).is_err(),
             "vanilla must skip cleanly"
         );
+    }
+
+    #[test]
+    fn the_x32_check_wants_the_uprobe_check_run_and_passed() {
+        let lines = |uprobe: &str, code: i32| -> Vec<String> {
+            vec![
+                format!(
+                    "{uprobe} 7 {UPROBE_PASSED}, the process survives, XOL high (child 0, hits 3)"
+                ),
+                format!("selftest-exit {OWN_SELFTEST} {code}"),
+            ]
+        };
+        let log = Path::new("log");
+        assert!(judge_x32(&lines("ok", 0), log).is_ok());
+        assert!(judge_x32(&lines("not ok", 1), log).is_err());
+        let skipped = vec![
+            "ok 7 # SKIP uprobe after ARCH_SET_COMPAT: no /sys/kernel/tracing/uprobe_events"
+                .to_string(),
+            format!("selftest-exit {OWN_SELFTEST} 0"),
+        ];
+        let err = judge_x32(&skipped, log).unwrap_err().to_string();
+        assert!(err.contains("did not"), "{err}");
+        assert!(judge_x32(&[], log).is_err(), "no exit line");
     }
 
     #[test]
