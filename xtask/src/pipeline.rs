@@ -630,15 +630,20 @@ pub fn last_comparison(settings: &Settings) -> Result<Comparison> {
     collect_or_reuse(settings, true)
 }
 
+/// What the validator declares for the scenarios this run selects.
+pub fn declared(programs: &Programs, settings: &Settings) -> Result<Vec<Declared>> {
+    report::declared(
+        &programs.validator,
+        settings.filter.as_deref(),
+        settings.stress.as_deref(),
+    )
+}
+
 fn collect_or_reuse(settings: &Settings, reuse: bool) -> Result<Comparison> {
     // The declarations first: a filter that selects nothing is an error
     // before ten minutes of kernel builds, not after.
     let programs = programs()?;
-    let declared = report::declared(
-        &programs.validator,
-        settings.filter.as_deref(),
-        settings.stress.as_deref(),
-    )?;
+    let declared = declared(&programs, settings)?;
     let ws = Workspace::open(settings)?;
     let vanilla = ws.kernel(Variant::Vanilla)?;
     let patched = ws.kernel(Variant::Patched)?;

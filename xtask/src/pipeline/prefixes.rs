@@ -7,13 +7,13 @@
 //! git id, not the patches' bytes: a reworded commit message or a moved
 //! Cc line rebuilds nothing.
 
-use super::{boot_validator_as, build_kernel, programs, RunName, Settings, Workspace};
+use super::{boot_validator_as, build_kernel, declared, programs, RunName, Settings, Workspace};
 use crate::host::paths;
 use crate::kernel::build::{self, BuildInputs, Kernel};
 use crate::kernel::git;
 use crate::kernel::series::{self, Series};
 use crate::kernel::{Flavour, Variant};
-use crate::results::report::{self, Declared, RunReport};
+use crate::results::report::{Declared, RunReport};
 use crate::vm::qemu::Qemu;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -32,11 +32,7 @@ pub struct PerPatchRuns {
 /// boots them with the validator, two at a time.
 pub fn collect(settings: &Settings) -> Result<PerPatchRuns> {
     let programs = programs()?;
-    let declared = report::declared(
-        &programs.validator,
-        settings.filter.as_deref(),
-        settings.stress.as_deref(),
-    )?;
+    let declared = declared(&programs, settings)?;
     let ws = Workspace::open(settings)?;
     let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
