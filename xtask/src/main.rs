@@ -26,7 +26,12 @@ fn main() {
             bundle,
             junit,
             opts,
-        } => compare::run(&opts, cover_letter, bundle.then_some(None), junit.as_deref()),
+        } => compare::run(
+            &opts,
+            cover_letter,
+            bundle.then_some(None),
+            junit.as_deref(),
+        ),
         // A bundle is the run of compare (both kernels) or run (one), packed.
         Command::Bundle {
             variant,

@@ -4,7 +4,9 @@
 
 pub mod build;
 pub mod git;
+pub mod identity;
 pub mod kconfig;
+pub mod mail;
 pub mod series;
 pub mod source;
 
