@@ -7,6 +7,8 @@ pub mod git;
 pub mod identity;
 pub mod kconfig;
 pub mod mail;
+pub mod maintainers;
+pub mod outgoing;
 pub mod series;
 pub mod source;
 

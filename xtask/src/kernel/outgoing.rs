@@ -1,0 +1,334 @@
+//! The series as it goes out: every patch and the cover letter rewritten
+//! for the sender (`mail`), the cover letter's shortlog, base and Cc, the
+//! output folder, and a check that the mails apply as `git am` reads them.
+
+use crate::kernel::git::git;
+use crate::kernel::identity::{address_key, Person};
+use crate::kernel::mail::{self, Body, Mail, PatchRewrite};
+use crate::kernel::maintainers;
+use crate::kernel::series::Series;
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+
+/// The cover letter's file name in the series folder and in the output.
+pub const COVER_LETTER: &str = "0000-cover-letter.patch";
+
+/// What the series goes out with besides its patches.
+pub struct Plan<'a> {
+    pub sender: &'a Person,
+    /// `PATCH v2`
+    pub prefix: &'a str,
+    /// The upstream commit the series applies to, if there is one.
+    pub base_commit: Option<&'a str>,
+    /// `Linux 6.12.117 (...)`: what the series was written and tested on.
+    pub base: &'a str,
+}
+
+/// One mail to write: its file name and text.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub name: String,
+    pub text: String,
+}
+
+/// The cover letter (`cover`, its table already in place) then the
+/// patches, rewritten; `cc[i]` is what get_maintainer.pl named for patch `i`.
+pub fn format(
+    series: &Series,
+    cover: &str,
+    cc: &[Vec<String>],
+    plan: &Plan,
+) -> Result<Vec<Outgoing>> {
+    ensure!(cc.len() == series.patches.len(), "one Cc list per patch");
+    let total = series.patches.len();
+    let mut patches = Vec::new();
+    for (i, (patch, cc)) in series.patches.iter().zip(cc).enumerate() {
+        let text = String::from_utf8(patch.contents.clone())
+            .with_context(|| format!("{} is not UTF-8", patch.name))?;
+        let mail = Mail::parse(&text).with_context(|| format!("in {}", patch.name))?;
+        let mut cc = cc.clone();
+        if mail::touched_files(&mail)
+            .iter()
+            .any(|f| maintainers::is_abi(f))
+        {
+            cc.push(maintainers::LINUX_API.to_string());
+        }
+        let how = PatchRewrite {
+            sender: plan.sender,
+            prefix: mail::subject_prefix(plan.prefix, i + 1, total),
+            cc: &cc,
+        };
+        let out = mail::rewrite_patch(&mail, &how).with_context(|| format!("in {}", patch.name))?;
+        patches.push((patch.name.clone(), out));
+    }
+    let letter = cover_letter(cover, &patches, plan).context("in the cover letter")?;
+    let mut out = vec![Outgoing {
+        name: COVER_LETTER.into(),
+        text: letter.render(),
+    }];
+    out.extend(patches.into_iter().map(|(name, mail)| Outgoing {
+        name,
+        text: mail.render(),
+    }));
+    for mail in &out {
+        no_placeholder_left(mail)?;
+    }
+    Ok(out)
+}
+
+/// The cover letter for `patches`: sender, subject prefix, base, shortlog,
+/// and a Cc header with every patch's Cc (first seen first) and linux-api.
+fn cover_letter(text: &str, patches: &[(String, Mail)], plan: &Plan) -> Result<Mail> {
+    let mut letter = Mail::parse(text)?;
+    let body = with_shortlog(&letter.body, patches, plan.sender)?;
+    letter.body = with_base(&body, plan);
+    letter.set_header("From", mail::header_address(plan.sender));
+    let title = letter.title()?;
+    let prefix = mail::subject_prefix(plan.prefix, 0, patches.len());
+    letter.set_header("Subject", format!("{prefix} {title}"));
+    let mut cc: Vec<String> = Vec::new();
+    let every = patches.iter().flat_map(|(_, m)| mail::cc_of(m));
+    for address in every.chain([maintainers::LINUX_API.to_string()]) {
+        if !cc.iter().any(|c| address_key(c) == address_key(&address)) {
+            cc.push(address);
+        }
+    }
+    letter.set_header("Cc", cc.join(", "));
+    Ok(letter)
+}
+
+/// The shortlog (`Author (n):` and the indented titles, as git shortlog
+/// wraps them) rebuilt from the rewritten patches.
+fn with_shortlog(body: &str, patches: &[(String, Mail)], sender: &Person) -> Result<String> {
+    let lines: Vec<&str> = body.lines().collect();
+    let is_head = |l: &&str| l.ends_with("):") && !l.starts_with(' ') && l.contains(" (");
+    let start = lines
+        .iter()
+        .position(is_head)
+        .context("no shortlog (a `Name (N):` line)")?;
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| l.starts_with(' ') && l.contains(" | "))
+            .context("no diffstat after the shortlog")?;
+    let mut authors: Vec<(String, Vec<String>)> = Vec::new();
+    for (_, mail) in patches {
+        let author = Body::parse(&mail.body)
+            .in_body_from
+            .and_then(|who| Person::parse(&who))
+            .unwrap_or_else(|| sender.clone());
+        match authors.iter_mut().find(|(name, _)| *name == author.name) {
+            Some((_, titles)) => titles.push(mail.title()?),
+            None => authors.push((author.name, vec![mail.title()?])),
+        }
+    }
+    authors.sort_by(|a, b| a.0.cmp(&b.0));
+    let groups: Vec<String> = authors
+        .iter()
+        .map(|(name, titles)| {
+            let wrapped: Vec<String> = titles.iter().map(|t| wrap_title(t)).collect();
+            format!("{name} ({}):\n{}\n", titles.len(), wrapped.join("\n"))
+        })
+        .collect();
+    let mut out = lines[..start].join("\n");
+    out.push('\n');
+    out.push_str(&groups.join("\n"));
+    out.push('\n');
+    out.push_str(&lines[end..].join("\n"));
+    out.push('\n');
+    Ok(out)
+}
+
+/// A title as git shortlog -w72,2,4 prints it.
+fn wrap_title(title: &str) -> String {
+    let mut lines = vec![String::from("  ")];
+    for word in title.split(' ') {
+        let line = lines.last_mut().unwrap();
+        if line.trim().is_empty() || line.len() + 1 + word.len() <= 72 {
+            if !line.trim().is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        } else {
+            lines.push(format!("    {word}"));
+        }
+    }
+    lines.join("\n")
+}
+
+/// `Based on ...` before the shortlog and `base-commit:` before the
+/// signature, as git format-patch --base puts it.
+fn with_base(body: &str, plan: &Plan) -> String {
+    let mut lines: Vec<String> = body
+        .lines()
+        .filter(|l| !l.starts_with("Based on Linux ") && !l.starts_with("base-commit: "))
+        .map(String::from)
+        .collect();
+    let shortlog = lines
+        .iter()
+        .position(|l| l.ends_with("):") && !l.starts_with(' '))
+        .unwrap_or(lines.len());
+    lines.insert(shortlog, String::new());
+    lines.insert(shortlog, format!("Based on {}.", plan.base));
+    if let Some(commit) = plan.base_commit {
+        let signature = lines
+            .iter()
+            .rposition(|l| l == "-- ")
+            .unwrap_or(lines.len());
+        lines.insert(signature, String::new());
+        lines.insert(signature, format!("base-commit: {commit}"));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    while out.contains("\n\n\n") {
+        out = out.replace("\n\n\n", "\n\n");
+    }
+    out
+}
+
+/// No `.invalid` address in a header or in the text above the diff.
+fn no_placeholder_left(mail: &Outgoing) -> Result<()> {
+    let above_diff = mail.text.split("\ndiff --git ").next().unwrap_or_default();
+    if let Some(line) = above_diff
+        .lines()
+        .find(|l| l.to_ascii_lowercase().contains(".invalid>"))
+    {
+        bail!("{} still names a placeholder address: {line:?}", mail.name);
+    }
+    Ok(())
+}
+
+/// Makes `dir` ready for a new series: created if missing; refused if it
+/// is inside the series folder, or holds anything but mails of an earlier
+/// run (`*.patch` files that start as git format-patch mails), which go.
+pub fn prepare_dir(dir: &Path, series_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let canon = |p: &Path| {
+        p.canonicalize()
+            .with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    if canon(dir)?.starts_with(canon(series_dir)?) {
+        bail!(
+            "{} is inside the series folder {}, which format-series never writes: choose another --output",
+            dir.display(),
+            series_dir.display()
+        );
+    }
+    let mut earlier = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        let is_mail = path.extension().is_some_and(|e| e == "patch")
+            && path.is_file()
+            && std::fs::read_to_string(&path).is_ok_and(|t| Mail::parse(&t).is_ok());
+        if !is_mail {
+            bail!(
+                "{} is not empty and holds {}, which is not a mail of an earlier run: \
+                 choose another --output or empty it",
+                dir.display(),
+                path.display()
+            );
+        }
+        earlier.push(path);
+    }
+    for path in earlier {
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes the mails into `dir` (prepared by `prepare_dir`).
+pub fn write(dir: &Path, mails: &[Outgoing]) -> Result<()> {
+    for mail in mails {
+        let path = dir.join(&mail.name);
+        std::fs::write(&path, &mail.text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads the patches (not the cover letter) as `git am` does (`git
+/// mailinfo`) and applies them to `base` in `repo` in a private index:
+/// the author and title must be what was meant, the sender must sign
+/// off, and the tree must be the one the series itself gives.
+pub fn check_applies(
+    repo: &Path,
+    base: &str,
+    series: &Series,
+    mails: &[Outgoing],
+    sender: &Person,
+) -> Result<()> {
+    let scratch = tempfile::tempdir().context("creating a scratch folder")?;
+    let originals: Vec<&Path> = series.patches.iter().map(|p| p.path.as_path()).collect();
+    let wanted = tree_of(repo, base, &originals, &scratch.path().join("index-series"))?;
+    let mut emitted = Vec::new();
+    for mail in mails.iter().filter(|m| m.name != COVER_LETTER) {
+        let (msg, patch) = (scratch.path().join("msg"), scratch.path().join(&mail.name));
+        let info = git(repo)
+            .args(["mailinfo", "-k"])
+            .arg(&msg)
+            .arg(&patch)
+            .stdin(mail.text.clone())
+            .read()
+            .with_context(|| format!("git mailinfo on {}", mail.name))?;
+        let message = std::fs::read_to_string(&msg).context("reading mailinfo's message")?;
+        check_mailinfo(&mail.name, &info, &message, &mail.text, sender)?;
+        emitted.push(patch);
+    }
+    let emitted: Vec<&Path> = emitted.iter().map(|p| p.as_path()).collect();
+    let got = tree_of(repo, base, &emitted, &scratch.path().join("index-mails"))?;
+    ensure!(
+        got == wanted,
+        "the mails give tree {got}, the series gives {wanted}: a rewrite changed a patch"
+    );
+    Ok(())
+}
+
+/// The author git am would record is the in-body From or the sender,
+/// the subject is the title, and the sender's sign-off is there.
+fn check_mailinfo(
+    name: &str,
+    info: &str,
+    message: &str,
+    text: &str,
+    sender: &Person,
+) -> Result<()> {
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mail = Mail::parse(text)?;
+    let author = Body::parse(&mail.body)
+        .in_body_from
+        .and_then(|who| Person::parse(&who))
+        .unwrap_or_else(|| sender.clone());
+    let read = format!("{} <{}>", field("Author: "), field("Email: "));
+    ensure!(
+        read == author.to_string(),
+        "{name}: git am reads the author as {read}, not {author}"
+    );
+    let subject = field("Subject: ");
+    ensure!(
+        subject == mail.title()?,
+        "{name}: git am reads the subject as {subject:?}"
+    );
+    ensure!(
+        message.contains(&format!("Signed-off-by: {sender}")),
+        "{name}: git am finds no Signed-off-by: {sender}"
+    );
+    Ok(())
+}
+
+/// The tree `base` plus `patches` (git apply, in the index `index`).
+fn tree_of(repo: &Path, base: &str, patches: &[&Path], index: &Path) -> Result<String> {
+    let with_index = |args: &[&str]| git(repo).args(args).env("GIT_INDEX_FILE", index);
+    with_index(&["read-tree", base]).read()?;
+    for patch in patches {
+        with_index(&["apply", "--cached"])
+            .arg(patch)
+            .read()
+            .with_context(|| format!("applying {}", patch.display()))?;
+    }
+    Ok(with_index(&["write-tree"]).read()?.trim().to_string())
+}
