@@ -109,10 +109,19 @@ pub fn subject_prefix(prefix: &str, number: usize, total: usize) -> String {
 
 /// A header line folded at spaces so no line passes 78 columns where a
 /// space allows it (RFC 5322 2.1.1); unfolding gives the line back.
+/// Address lists fold only between addresses, never inside a name.
 fn fold(line: &str) -> String {
+    let is_list = ["Cc:", "To:"].iter().any(|h| line.starts_with(h));
+    let words: Vec<&str> = match is_list {
+        true => line
+            .split_inclusive(", ")
+            .map(|w| w.strip_suffix(' ').unwrap_or(w))
+            .collect(),
+        false => line.split(' ').collect(),
+    };
     let mut out = String::new();
     let mut current = String::new();
-    for (i, word) in line.split(' ').enumerate() {
+    for (i, word) in words.into_iter().enumerate() {
         if i > 0 && current.len() + 1 + word.len() > 78 && !current.trim().is_empty() {
             out.push_str(&current);
             out.push('\n');

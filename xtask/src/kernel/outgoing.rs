@@ -101,10 +101,9 @@ fn cover_letter(text: &str, patches: &[(String, Mail)], plan: &Plan) -> Result<M
 /// wraps them) rebuilt from the rewritten patches.
 fn with_shortlog(body: &str, patches: &[(String, Mail)], sender: &Person) -> Result<String> {
     let lines: Vec<&str> = body.lines().collect();
-    let is_head = |l: &&str| l.ends_with("):") && !l.starts_with(' ') && l.contains(" (");
     let start = lines
         .iter()
-        .position(is_head)
+        .position(|l| is_shortlog_head(l))
         .context("no shortlog (a `Name (N):` line)")?;
     let end = start
         + lines[start..]
@@ -139,6 +138,15 @@ fn with_shortlog(body: &str, patches: &[(String, Mail)], sender: &Person) -> Res
     Ok(out)
 }
 
+/// `Jane Doe (10):`, the head of a shortlog group.
+fn is_shortlog_head(line: &str) -> bool {
+    line.strip_suffix("):")
+        .and_then(|l| l.rsplit_once(" ("))
+        .is_some_and(|(name, n)| {
+            !name.trim().is_empty() && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+        })
+}
+
 /// A title as git shortlog -w72,2,4 prints it.
 fn wrap_title(title: &str) -> String {
     let mut lines = vec![String::from("  ")];
@@ -166,7 +174,7 @@ fn with_base(body: &str, plan: &Plan) -> String {
         .collect();
     let shortlog = lines
         .iter()
-        .position(|l| l.ends_with("):") && !l.starts_with(' '))
+        .position(|l| is_shortlog_head(l))
         .unwrap_or(lines.len());
     lines.insert(shortlog, String::new());
     lines.insert(shortlog, format!("Based on {}.", plan.base));
@@ -264,7 +272,7 @@ pub fn check_applies(
     for mail in mails.iter().filter(|m| m.name != COVER_LETTER) {
         let (msg, patch) = (scratch.path().join("msg"), scratch.path().join(&mail.name));
         let info = git(repo)
-            .args(["mailinfo", "-k"])
+            .arg("mailinfo")
             .arg(&msg)
             .arg(&patch)
             .stdin(mail.text.clone())

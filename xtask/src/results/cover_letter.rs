@@ -17,9 +17,17 @@ pub fn replace_between_markers(text: &str, body: &str) -> Option<String> {
     Some(format!("{}\n{body}{}", &text[..start], &text[end..]))
 }
 
-/// The cover letter's text without the marker lines and what is between.
+/// The cover letter's text without the marker lines and what is between,
+/// and without the line that introduces them (a one-line paragraph ending
+/// in `:` right above the start marker).
 pub fn without_table(text: &str) -> Option<String> {
-    let start = text.find(TABLE_START)?;
+    let mut start = text.find(TABLE_START)?;
+    let before = text[..start].trim_end_matches('\n');
+    let intro = before.rfind('\n').map_or(0, |i| i + 1);
+    let paragraph_start = intro == 0 || before[..intro].ends_with("\n\n");
+    if before[intro..].ends_with(':') && paragraph_start {
+        start = intro;
+    }
     let end = start + text[start..].find(TABLE_END)? + TABLE_END.len();
     let after = text[end..].strip_prefix('\n').unwrap_or(&text[end..]);
     let after = after.strip_prefix('\n').unwrap_or(after);
@@ -148,6 +156,10 @@ mod tests {
     fn without_a_table_the_markers_and_the_table_go() {
         let letter = format!("intro\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nsign-off\n");
         assert_eq!(without_table(&letter).unwrap(), "intro\n\nsign-off\n");
+        let introduced = format!("intro\n\nThe table:\n\n{TABLE_START}\nt\n{TABLE_END}\n\nend\n");
+        assert_eq!(without_table(&introduced).unwrap(), "intro\n\nend\n");
+        let list = format!("a list:\n - one:\n\n{TABLE_START}\nt\n{TABLE_END}\nend\n");
+        assert_eq!(without_table(&list).unwrap(), "a list:\n - one:\n\nend\n");
         assert!(without_table("no markers").is_none());
     }
 
