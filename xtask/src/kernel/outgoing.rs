@@ -340,3 +340,249 @@ fn tree_of(repo: &Path, base: &str, patches: &[&Path], index: &Path) -> Result<S
     }
     Ok(with_index(&["write-tree"]).read()?.trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::process::Cmd;
+    use std::path::PathBuf;
+
+    fn run(dir: &Path, args: &[&str]) -> String {
+        Cmd::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=Committer",
+                "-c",
+                "user.email=c@example.org",
+            ])
+            .args(args)
+            .read()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn commit(repo: &Path, file: &str, text: &str, author: &str, message: &str) {
+        let path = repo.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        run(repo, &["add", "-A"]);
+        run(repo, &["commit", "-q", "--author", author, "-m", message]);
+    }
+
+    /// A repository with a base commit and three patches (two by the
+    /// placeholder author, one by Ann, the second one an ABI change),
+    /// and the series git format-patch --cover-letter made of them.
+    fn fixture() -> (tempfile::TempDir, PathBuf, String, Series, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        run(&repo, &["init", "-q"]);
+        commit(
+            &repo,
+            "f.c",
+            "one\ntwo\n",
+            "Base <base@example.org>",
+            "base",
+        );
+        let base = run(&repo, &["rev-parse", "HEAD"]);
+        let placeholder = "Compat Mode Dev <dev@compat-mode.invalid>";
+        let sob = "Signed-off-by: Compat Mode Dev <dev@compat-mode.invalid>";
+        commit(
+            &repo,
+            "f.c",
+            "one\nTWO\n",
+            placeholder,
+            &format!("f: Shout two\n\nWhy.\n\nCc: List <list@example.org>\n{sob}"),
+        );
+        commit(
+            &repo,
+            "include/uapi/x.h",
+            "#define X 1\n",
+            placeholder,
+            &format!("uapi: Add X\n\nWhy.\n\n{sob}"),
+        );
+        commit(
+            &repo,
+            "f.c",
+            "ONE\nTWO\n",
+            "Ann Author <ann@example.com>",
+            "f: Shout one\n\nWhy.\n\nSigned-off-by: Ann Author <ann@example.com>",
+        );
+        let patches = dir.path().join("patches");
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args([
+                "format-patch",
+                "-q",
+                "--cover-letter",
+                "--subject-prefix",
+                "PATCH v2",
+                "-o",
+            ])
+            .arg(&patches)
+            .arg(format!("{base}..HEAD"))
+            .read()
+            .unwrap();
+        let names: Vec<String> = std::fs::read_dir(&patches)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != COVER_LETTER)
+            .collect();
+        let mut names = names;
+        names.sort();
+        std::fs::write(patches.join("series"), names.join("\n")).unwrap();
+        let cover = std::fs::read_to_string(patches.join(COVER_LETTER)).unwrap();
+        let series = Series::load(&patches).unwrap();
+        (dir, repo, base, series, cover)
+    }
+
+    fn jane() -> Person {
+        Person {
+            name: "Jane Doe".into(),
+            email: "jane@example.org".into(),
+        }
+    }
+
+    #[test]
+    fn the_mails_apply_with_git_am_to_the_series_tree_under_the_right_authors() {
+        let (dir, repo, base, series, cover) = fixture();
+        let sender = jane();
+        let cc = vec![
+            vec![
+                "Maint <m@example.org>".to_string(),
+                "LIST@example.org".into(),
+            ],
+            vec!["Maint <m@example.org>".to_string()],
+            vec!["Jane Doe <jane@example.org>".to_string()],
+        ];
+        let plan = Plan {
+            sender: &sender,
+            prefix: "PATCH v3",
+            base_commit: Some(&base),
+            base: "Linux 6.12.117 (test)",
+        };
+        let mails = format(&series, &cover, &cc, &plan).unwrap();
+        check_applies(&repo, &base, &series, &mails, &sender).unwrap();
+        let out = dir.path().join("out");
+        prepare_dir(&out, &series.dir).unwrap();
+        write(&out, &mails).unwrap();
+
+        let letter = &mails[0].text;
+        assert!(
+            letter.starts_with("From ") && letter.contains("\nSubject: [PATCH v3 0/3] "),
+            "{letter}"
+        );
+        assert!(
+            letter.contains("\nFrom: Jane Doe <jane@example.org>\n"),
+            "{letter}"
+        );
+        assert!(
+            letter.contains(
+                "\nCc: List <list@example.org>, Maint <m@example.org>, linux-api@vger.kernel.org\n"
+            ),
+            "{letter}"
+        );
+        assert!(
+            letter.contains(&format!("\nbase-commit: {base}\n\n-- \n")),
+            "{letter}"
+        );
+        assert!(letter.contains("Based on Linux 6.12.117 (test).\n\nAnn Author (1):\n  f: Shout one\n\nJane Doe (2):\n  f: Shout two\n  uapi: Add X\n"), "{letter}");
+        let uapi = &mails[2].text;
+        assert!(
+            uapi.contains(
+                "Cc: Maint <m@example.org>\nCc: linux-api@vger.kernel.org\nSigned-off-by: Jane Doe"
+            ),
+            "{uapi}"
+        );
+        assert!(!mails[1].text.contains("linux-api") && !mails[3].text.contains("linux-api"));
+
+        // git am, as a maintainer would apply them, onto the base.
+        let clone = dir.path().join("clone");
+        Cmd::new("git")
+            .args(["clone", "-q"])
+            .arg(&repo)
+            .arg(&clone)
+            .read()
+            .unwrap();
+        run(&clone, &["checkout", "-q", "--detach", &base]);
+        let files: Vec<PathBuf> = mails[1..].iter().map(|m| out.join(&m.name)).collect();
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args([
+                "-c",
+                "user.name=M",
+                "-c",
+                "user.email=m@example.org",
+                "am",
+                "-q",
+            ])
+            .args(&files)
+            .read()
+            .unwrap();
+        assert_eq!(
+            run(&clone, &["rev-parse", "HEAD^{tree}"]),
+            run(&repo, &["rev-parse", "HEAD^{tree}"])
+        );
+        assert_eq!(
+            run(
+                &clone,
+                &["log", "--format=%an <%ae>|%s", &format!("{base}..HEAD")]
+            ),
+            "Ann Author <ann@example.com>|f: Shout one\n\
+             Jane Doe <jane@example.org>|uapi: Add X\n\
+             Jane Doe <jane@example.org>|f: Shout two"
+        );
+        let last = run(&clone, &["log", "-1", "--format=%B"]);
+        assert!(last.ends_with("Signed-off-by: Ann Author <ann@example.com>\nSigned-off-by: Jane Doe <jane@example.org>"), "{last}");
+    }
+
+    #[test]
+    fn a_rewrite_that_changes_a_patch_is_caught() {
+        let (_dir, repo, base, series, cover) = fixture();
+        let sender = jane();
+        let plan = Plan {
+            sender: &sender,
+            prefix: "PATCH v2",
+            base_commit: None,
+            base: "Linux",
+        };
+        let mut mails = format(&series, &cover, &vec![vec![]; 3], &plan).unwrap();
+        mails[2].text = mails[2].text.replace("+#define X 1", "+#define X 2");
+        let err = format!(
+            "{:#}",
+            check_applies(&repo, &base, &series, &mails, &sender).unwrap_err()
+        );
+        assert!(err.contains("a rewrite changed a patch"), "{err}");
+    }
+
+    #[test]
+    fn the_output_folder_is_new_empty_or_an_earlier_run_and_never_the_series() {
+        let (dir, _repo, _base, series, _cover) = fixture();
+        let err = format!(
+            "{:#}",
+            prepare_dir(&series.dir.join("v2"), &series.dir).unwrap_err()
+        );
+        assert!(err.contains("inside the series folder"), "{err}");
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = format!("{:#}", prepare_dir(&out, &series.dir).unwrap_err());
+        assert!(
+            err.contains("notes.txt, which is not a mail of an earlier run"),
+            "{err}"
+        );
+        std::fs::remove_file(out.join("notes.txt")).unwrap();
+        std::fs::copy(&series.patches[0].path, out.join("0001-old.patch")).unwrap();
+        prepare_dir(&out, &series.dir).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "the earlier mail went"
+        );
+    }
+}
