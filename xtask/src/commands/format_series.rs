@@ -67,7 +67,10 @@ pub fn run(opts: &FormatOpts) -> Result<i32> {
 fn report(dir: &std::path::Path, mails: &[Outgoing], sender: &identity::Person) {
     println!("{} mails from {sender} in {}:", mails.len(), dir.display());
     for mail in mails {
-        let subject = mail.text.lines().find_map(|l| l.strip_prefix("Subject: "));
+        let parsed = crate::kernel::mail::Mail::parse(&mail.text);
+        let subject = parsed
+            .ok()
+            .and_then(|m| m.header("Subject").map(String::from));
         println!("  {}  {}", mail.name, subject.unwrap_or_default());
     }
     println!(

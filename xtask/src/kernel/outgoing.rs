@@ -210,18 +210,17 @@ fn no_placeholder_left(mail: &Outgoing) -> Result<()> {
 /// is inside the series folder, or holds anything but mails of an earlier
 /// run (`*.patch` files that start as git format-patch mails), which go.
 pub fn prepare_dir(dir: &Path, series_dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let canon = |p: &Path| {
-        p.canonicalize()
-            .with_context(|| format!("cannot resolve {}", p.display()))
-    };
-    if canon(dir)?.starts_with(canon(series_dir)?) {
+    let series = series_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", series_dir.display()))?;
+    if resolved(dir)?.starts_with(&series) {
         bail!(
             "{} is inside the series folder {}, which format-series never writes: choose another --output",
             dir.display(),
             series_dir.display()
         );
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut earlier = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
@@ -242,6 +241,24 @@ pub fn prepare_dir(dir: &Path, series_dir: &Path) -> Result<()> {
         std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `path` with symbolic links and `..` resolved, whether it exists or not
+/// (its nearest existing ancestor is resolved, the rest appended).
+fn resolved(path: &Path) -> Result<std::path::PathBuf> {
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    let mut out = existing
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", existing.display()))?;
+    out.extend(rest.iter().rev());
+    Ok(out)
 }
 
 /// Writes the mails into `dir` (prepared by `prepare_dir`).
