@@ -98,6 +98,9 @@ pub enum Command {
         #[command(flatten)]
         opts: RunOpts,
     },
+    /// Write the series as mails to send (git send-email), under your git
+    /// identity, with Cc lines, base and the last compare's table (docs/pipeline.md).
+    FormatSeries(FormatOpts),
     /// Measure the edit-build-boot loop and compat-mode transition costs (reports, never fails on a number).
     Bench(RunOpts),
     /// Show what is installed, missing and usable (QEMU, KVM, kernel source).
@@ -113,6 +116,31 @@ pub enum Command {
         #[command(flatten)]
         opts: RunOpts,
     },
+}
+
+/// `format-series`: where the mails go and what they carry besides the patches.
+#[derive(Args, Clone, Debug)]
+pub struct FormatOpts {
+    /// What goes inside the subject's brackets, before NN/MM.
+    #[arg(long, default_value = "PATCH v2", value_name = "WORDS")]
+    pub subject_prefix: String,
+    /// The folder to write (default: target/format-series/<prefix as a slug>/);
+    /// it must be empty or hold only the mails of an earlier run.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// The upstream commit the series applies to (full id), for the cover
+    /// letter's base-commit: line; a clean --kernel-src git tree gives its own.
+    #[arg(long, value_name = "SHA")]
+    pub base_commit: Option<String>,
+    /// Send the cover letter without a before/after table (else the last
+    /// `compare` of this very series and source must have passed).
+    #[arg(long)]
+    pub no_table: bool,
+    #[command(flatten)]
+    pub source: SourceOpts,
+    /// Directory holding the patch series (a `series` file and its patches).
+    #[arg(long, value_name = "DIR")]
+    pub series: Option<PathBuf>,
 }
 
 /// `--variant` of `bundle`: one kernel or both.

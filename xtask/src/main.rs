@@ -15,7 +15,9 @@ mod results;
 mod vm;
 
 use clap::Parser;
-use commands::{bench, build, check_series, compare, doctor, per_patch, run, shell, test};
+use commands::{
+    bench, build, check_series, compare, doctor, format_series, per_patch, run, shell, test,
+};
 use flags::{Cli, Command};
 
 fn main() {
@@ -60,6 +62,7 @@ fn main() {
         } => shell::shell(variant, &opts, compat_shell),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries { only, opts } => check_series::run(only.as_deref(), &opts),
+        Command::FormatSeries(opts) => format_series::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),

@@ -5,6 +5,7 @@ use crate::host::paths;
 use crate::kernel::Variant;
 use crate::pipeline::{self, Comparison, Settings, Workspace};
 use crate::results::bundle;
+use crate::results::cover_letter::{self, LastTable, TABLE_END, TABLE_START};
 use crate::results::stress;
 use crate::results::table::{self, Verdicts};
 use crate::results::{exit, junit};
@@ -91,14 +92,26 @@ fn report(
         junit::write(file, declared, &[vanilla, patched])?;
         println!("JUnit: {}", file.display());
     }
+    // The table a cover letter gets, recorded with what it is a table of
+    // (format-series sends it only for the same series and source).
+    let name = bundle::name_of(
+        &ws.source,
+        &ws.series,
+        &[Variant::Vanilla, Variant::Patched],
+    );
+    let table = verdicts.table(false).terminal();
+    let last = LastTable {
+        series_hash: patched.series_hash.clone(),
+        tree_id: ws.source.tree_id.clone(),
+        version: ws.source.version.clone(),
+        filter: settings.filter.clone(),
+        unexpected: verdicts.unexpected(),
+        problems: vanilla.problems.len() + patched.problems.len(),
+        body: format!("{header}\n{table}{}", cover_letter::bundle_note(&name)),
+    };
+    last.write()?;
     if cover_letter {
-        let name = bundle::name_of(
-            &ws.source,
-            &ws.series,
-            &[Variant::Vanilla, Variant::Patched],
-        );
-        let table = verdicts.table(false).terminal();
-        write_cover_letter(ws, &format!("{header}\n{table}{}", bundle_note(&name)))?;
+        write_cover_letter(ws, &last.body)?;
     }
 
     println!(
@@ -152,22 +165,12 @@ fn write_bundle(
     pipeline::write_bundle(&run, output)
 }
 
-/// Under the cover letter's table: how a reader gets and replays the run.
-fn bundle_note(name: &str) -> String {
-    format!(
-        "\nReplay with only bash, coreutils and QEMU: the bundle\n\
-         {name}.tar.gz (cargo xtask compare --bundle);\n\
-         tar xf it, then run {name}/run.sh\n\
-         (run.sh --shell patched gives a shell in that kernel).\n"
-    )
-}
-
 /// Puts `body` between the table markers of the series' cover letter.
 fn write_cover_letter(ws: &Workspace, body: &str) -> Result<()> {
     let letter = ws.series.dir.join("0000-cover-letter.patch");
     let text = std::fs::read_to_string(&letter)
         .with_context(|| format!("cannot read {}", letter.display()))?;
-    let updated = replace_between_markers(&text, body).with_context(|| {
+    let updated = cover_letter::replace_between_markers(&text, body).with_context(|| {
         format!(
             "{} has no `{TABLE_START}` ... `{TABLE_END}` lines",
             letter.display()
@@ -177,32 +180,4 @@ fn write_cover_letter(ws: &Workspace, body: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", letter.display()))?;
     println!("table written into {}", letter.display());
     Ok(())
-}
-
-const TABLE_START: &str = "--- before/after table (cargo xtask compare) ---";
-const TABLE_END: &str = "--- end of before/after table ---";
-
-/// The cover letter's text with `body` between the marker lines.
-fn replace_between_markers(text: &str, body: &str) -> Option<String> {
-    let start = text.find(TABLE_START)? + TABLE_START.len();
-    let end = start + text[start..].find(TABLE_END)?;
-    Some(format!("{}\n{body}{}", &text[..start], &text[end..]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_table_goes_between_the_markers_and_replaces_the_old_one() {
-        let letter = format!("intro\n{TABLE_START}\nold table\n{TABLE_END}\nsign-off\n");
-        let once = replace_between_markers(&letter, "new table\n").unwrap();
-        assert_eq!(
-            once,
-            format!("intro\n{TABLE_START}\nnew table\n{TABLE_END}\nsign-off\n")
-        );
-        let twice = replace_between_markers(&once, "newer\n").unwrap();
-        assert!(!twice.contains("new table") && twice.contains("newer"));
-        assert!(replace_between_markers("no markers", "x").is_none());
-    }
 }

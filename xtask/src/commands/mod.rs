@@ -6,6 +6,7 @@ pub mod build;
 pub mod check_series;
 pub mod compare;
 pub mod doctor;
+pub mod format_series;
 pub mod per_patch;
 pub mod run;
 pub mod shell;

@@ -4,7 +4,11 @@
 
 pub mod build;
 pub mod git;
+pub mod identity;
 pub mod kconfig;
+pub mod mail;
+pub mod maintainers;
+pub mod outgoing;
 pub mod series;
 pub mod source;
 

@@ -156,6 +156,15 @@ pub fn tree_state(dir: &Path) -> String {
     }
 }
 
+/// The commit a `--kernel-src` tree is at, if it is a git checkout with
+/// nothing uncommitted (else no commit is what the series was tested on).
+pub fn clean_head(dir: &Path) -> Option<String> {
+    let git_here = |args: &[&str]| git(dir).args(args).read().ok();
+    let head = git_here(&["rev-parse", "--verify", "HEAD^{commit}"])?;
+    let status = git_here(&["status", "--porcelain"])?;
+    status.trim().is_empty().then(|| head.trim().to_string())
+}
+
 /// The on-disk layout for one source. Vanilla and patched each have `src`
 /// and `build` side by side, so relative paths from a build dir to its
 /// sources are the same for both (ccache then shares objects between them).

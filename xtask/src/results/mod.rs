@@ -5,6 +5,7 @@
 //! reproduction bundle that carries a run elsewhere (`bundle`).
 
 pub mod bundle;
+pub mod cover_letter;
 pub mod exit;
 pub mod junit;
 pub mod ktap;
