@@ -3,6 +3,7 @@
 
 mod e2e;
 mod fake_kvm;
+mod format_series;
 mod per_patch;
 mod warn_on;
 

@@ -26,12 +26,16 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 13] = [
+    let checks: [(&str, Check); 14] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
         ),
         ("a second compare rebuilds nothing", check_cached),
+        (
+            "format-series: mails from the sender's identity with the compare table; no identity is refused",
+            super::format_series::check,
+        ),
         (
             "Ctrl-C during a --kernel-src build stops xtask, make and the compilers",
             check_interrupt_kernel_src,
