@@ -267,6 +267,7 @@ fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> R
     }
     let qemu = Qemu::find()?;
     let guest = Guest {
+        extra_args: Vec::new(),
         qemu: &qemu,
         kernel,
         initrd,
@@ -338,6 +339,7 @@ fn micro_benchmarks(
     for (kernel, variant) in kernels.iter().zip([Variant::Vanilla, Variant::Patched]) {
         let step = ui::Step::start(format!("Micro-benchmarks in the {} guest", variant.name()));
         let guest = Guest {
+            extra_args: Vec::new(),
             qemu: &qemu,
             kernel,
             initrd,

@@ -427,6 +427,7 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
         let kernel = ws.kernel(variant)?;
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
         let guest = Guest {
+            extra_args: Vec::new(),
             qemu: &qemu,
             kernel: &kernel.boot_image,
             initrd: &initrd,
