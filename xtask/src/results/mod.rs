@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod exit;
+pub mod icount;
 pub mod junit;
 pub mod ktap;
 pub mod report;
