@@ -251,7 +251,10 @@ fn int80_getpid() {
 fn set_compat_native_pair() {
     const OP: Op = Op::SetCompatNativePair;
     if let Err(e) = sys::get_compat() {
-        let why = format!("kernel lacks the series (ARCH_GET_COMPAT: {})", sys::errno_name(e));
+        let why = format!(
+            "kernel lacks the series (ARCH_GET_COMPAT: {})",
+            sys::errno_name(e)
+        );
         return skipped(OP, &why);
     }
     let mut failure = None;

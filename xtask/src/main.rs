@@ -26,7 +26,12 @@ fn main() {
             bundle,
             junit,
             opts,
-        } => compare::run(&opts, cover_letter, bundle.then_some(None), junit.as_deref()),
+        } => compare::run(
+            &opts,
+            cover_letter,
+            bundle.then_some(None),
+            junit.as_deref(),
+        ),
         // A bundle is the run of compare (both kernels) or run (one), packed.
         Command::Bundle {
             variant,
@@ -49,7 +54,7 @@ fn main() {
         } => shell::shell(variant, &opts, compat_shell),
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries { only, opts } => check_series::run(only.as_deref(), &opts),
-        Command::Bench(opts) => bench::run(&opts),
+        Command::Bench { instructions, opts } => bench::run(&opts, instructions),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),
     };

@@ -523,13 +523,15 @@ fn last_reports(
             && tail == report.console_tail.as_slice();
         same.then_some(report)
     };
-    Ok(match (
-        read(Variant::Vanilla, kernels[0]),
-        read(Variant::Patched, kernels[1]),
-    ) {
-        (Some(v), Some(p)) => Some([v, p]),
-        _ => None,
-    })
+    Ok(
+        match (
+            read(Variant::Vanilla, kernels[0]),
+            read(Variant::Patched, kernels[1]),
+        ) {
+            (Some(v), Some(p)) => Some([v, p]),
+            _ => None,
+        },
+    )
 }
 
 /// Boots the validator guest, showing the running scenario next to `step`.
@@ -610,7 +612,9 @@ fn collect_or_reuse(settings: &Settings, reuse: bool) -> Result<Comparison> {
     let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;
     let qemu = Qemu::find()?;
     if reuse {
-        if let Some([vanilla, patched]) = last_reports(&ws, [&vanilla, &patched], &initrd, settings)? {
+        if let Some([vanilla, patched]) =
+            last_reports(&ws, [&vanilla, &patched], &initrd, settings)?
+        {
             ui::note("the last compare ran these very kernels and initramfs: its results are used, nothing is booted");
             return Ok(Comparison {
                 ws,

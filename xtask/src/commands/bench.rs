@@ -38,7 +38,12 @@ fn secs(s: f64) -> String {
     format!("{s:.1} s")
 }
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+mod instructions;
+
+pub fn run(opts: &RunOpts, instructions: bool) -> Result<i32> {
+    if instructions {
+        return instructions::run(opts);
+    }
     let settings = opts.settings();
     std::fs::create_dir_all(paths::results())?;
     // Everything below uses target/bench/ as its target directory.

@@ -257,10 +257,7 @@ fn prefix_builds(ws: &Workspace) -> Result<Vec<(String, Result<String>)>> {
             warnings_before = w1_warnings(&prefixes.tree, &prefixes.build, &touched, ws.jobs)?;
             continue;
         }
-        let name = format!(
-            "{PREFIX_BUILDS} 1..{k} ({})",
-            ws.series.patches[k - 1].name
-        );
+        let name = format!("{PREFIX_BUILDS} 1..{k} ({})", ws.series.patches[k - 1].name);
         let failed = built.is_err();
         results.push((name, built.map(|_| "ok".to_string())));
         if failed {

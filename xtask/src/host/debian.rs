@@ -159,17 +159,24 @@ pub fn orig_member(source: &Source, member: &str) -> Result<PathBuf> {
         .read_bytes()
         .with_context(|| format!("cannot read the patches of {}", debian.display()))?;
     if String::from_utf8_lossy(&patches).contains(&format!("/{member}")) {
-        bail!("Debian's patches of {spec} change {member}: the upstream file is not what was built");
+        bail!(
+            "Debian's patches of {spec} change {member}: the upstream file is not what was built"
+        );
     }
     let files = dir.join("files");
     let orig = file_containing(&download, ".orig.tar.")?;
-    std::fs::create_dir_all(&files).with_context(|| format!("cannot create {}", files.display()))?;
+    std::fs::create_dir_all(&files)
+        .with_context(|| format!("cannot create {}", files.display()))?;
     Cmd::new("tar")
         .arg("-xf")
         .arg(&orig)
         .arg("-C")
         .arg(&files)
-        .args(["--wildcards", "--strip-components=1", &format!("*/{member}")])
+        .args([
+            "--wildcards",
+            "--strip-components=1",
+            &format!("*/{member}"),
+        ])
         .read()
         .with_context(|| format!("cannot extract {member} from {}", orig.display()))?;
     anyhow::ensure!(file.is_file(), "{} has no {member}", orig.display());
@@ -183,11 +190,17 @@ fn file_containing(dir: &Path, part: &str) -> Result<PathBuf> {
         .with_context(|| format!("cannot read {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(part)))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(part))
+        })
         .collect();
     match &found[..] {
         [one] => Ok(one.clone()),
-        _ => bail!("want one *{part}* file in {}, found {found:?}", dir.display()),
+        _ => bail!(
+            "want one *{part}* file in {}, found {found:?}",
+            dir.display()
+        ),
     }
 }
 
@@ -282,7 +295,11 @@ impl PrivateApt {
     /// True if `apt-get update` has stored package lists here (source
     /// lists when sources are wanted).
     fn has_lists(&self) -> bool {
-        let suffix = if self.deb_src { "_Sources" } else { "_Packages" };
+        let suffix = if self.deb_src {
+            "_Sources"
+        } else {
+            "_Packages"
+        };
         std::fs::read_dir(self.state().join("lists")).is_ok_and(|entries| {
             entries
                 .flatten()
@@ -445,9 +462,17 @@ mod tests {
     fn source_entries_get_deb_src_twins() {
         let deb822 = "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\n\nTypes: deb deb-src\nURIs: x\n";
         let out = with_deb_src_deb822(deb822);
-        assert!(out.starts_with("Types: deb deb-src\nURIs: http://mirror.invalid/debian\n"), "{out}");
-        assert_eq!(out.matches("deb-src").count(), 2, "no second deb-src: {out}");
-        let list = "# deb http://old\ndeb [arch=amd64] http://mirror.invalid/debian bookworm main\n";
+        assert!(
+            out.starts_with("Types: deb deb-src\nURIs: http://mirror.invalid/debian\n"),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("deb-src").count(),
+            2,
+            "no second deb-src: {out}"
+        );
+        let list =
+            "# deb http://old\ndeb [arch=amd64] http://mirror.invalid/debian bookworm main\n";
         assert_eq!(
             with_deb_src_one_line(list),
             "# deb http://old\ndeb [arch=amd64] http://mirror.invalid/debian bookworm main\ndeb-src [arch=amd64] http://mirror.invalid/debian bookworm main\n"

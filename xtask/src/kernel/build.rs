@@ -178,7 +178,13 @@ pub fn kept(shelf: &Path, key: &str) -> Result<Option<Kernel>> {
     if !KEPT_FILES.iter().all(|name| dir.join(name).is_file()) {
         return Ok(None);
     }
-    described(&dir, &dir.join("bzImage"), &dir.join("vmlinux"), key.to_string()).map(Some)
+    described(
+        &dir,
+        &dir.join("bzImage"),
+        &dir.join("vmlinux"),
+        key.to_string(),
+    )
+    .map(Some)
 }
 
 #[cfg(test)]
@@ -206,11 +212,17 @@ mod tests {
         std::fs::remove_dir_all(&build).unwrap();
         let found = kept(&shelf, "k1").unwrap().expect("kept");
         assert_eq!(found.bzimage, shelf.join("k1/bzImage"));
-        assert_eq!(found.boot_image, found.bzimage, "a KASAN kernel boots bzImage");
+        assert_eq!(
+            found.boot_image, found.bzimage,
+            "a KASAN kernel boots bzImage"
+        );
         assert_eq!(found.config_hash, on_shelf.config_hash);
         assert_eq!(std::fs::read(&found.bzimage).unwrap(), b"bz");
         std::fs::remove_file(shelf.join("k1/vmlinux")).unwrap();
-        assert!(kept(&shelf, "k1").unwrap().is_none(), "incomplete is absent");
+        assert!(
+            kept(&shelf, "k1").unwrap().is_none(),
+            "incomplete is absent"
+        );
     }
 
     #[test]

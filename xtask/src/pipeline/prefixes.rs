@@ -79,7 +79,11 @@ impl<'a> Prefixes<'a> {
         }
     }
 
-    fn inputs<'b>(&'b self, series_hash: &'b str, fragment: &'b std::path::Path) -> BuildInputs<'b> {
+    fn inputs<'b>(
+        &'b self,
+        series_hash: &'b str,
+        fragment: &'b std::path::Path,
+    ) -> BuildInputs<'b> {
         BuildInputs {
             src: &self.tree,
             build: &self.build,

@@ -204,7 +204,10 @@ fn manifest_pairs(run: &Run, name: &str) -> Result<Vec<(&'static str, String)>> 
         ("accel", first.accelerator.name().to_uppercase()),
         ("cpu", first.cpu.clone()),
         ("timeout", run.timeout_secs.to_string()),
-        ("kvm_deadline", KVM_FIRST_LINE_DEADLINE.as_secs().to_string()),
+        (
+            "kvm_deadline",
+            KVM_FIRST_LINE_DEADLINE.as_secs().to_string(),
+        ),
     ])
 }
 

@@ -50,7 +50,8 @@ pub fn parse_plugin_output(text: &str) -> Result<PluginOutput> {
 
 fn op_of(id: &str) -> Result<Op> {
     let n: u16 = id.parse().with_context(|| format!("operation id {id:?}"))?;
-    Op::from_id(n).with_context(|| format!("unknown operation id {n} (validator and xtask differ?)"))
+    Op::from_id(n)
+        .with_context(|| format!("unknown operation id {n} (validator and xtask differ?)"))
 }
 
 /// What the validator printed about the marked loops: the operations it
@@ -143,9 +144,19 @@ pub fn summarize(
 ) -> Result<BTreeMap<Op, Measured>> {
     for (i, (plugin, console)) in boots.iter().enumerate() {
         let boot = i + 1;
-        anyhow::ensure!(console.done, "boot {boot}: the validator did not finish the marked loops ({DONE_LINE:?} missing)");
-        anyhow::ensure!(plugin.ended, "boot {boot}: the plugin wrote no end line (QEMU did not exit normally)");
-        anyhow::ensure!(plugin.unpaired.is_empty(), "boot {boot}: markers out of order: {}", plugin.unpaired.join(", "));
+        anyhow::ensure!(
+            console.done,
+            "boot {boot}: the validator did not finish the marked loops ({DONE_LINE:?} missing)"
+        );
+        anyhow::ensure!(
+            plugin.ended,
+            "boot {boot}: the plugin wrote no end line (QEMU did not exit normally)"
+        );
+        anyhow::ensure!(
+            plugin.unpaired.is_empty(),
+            "boot {boot}: markers out of order: {}",
+            plugin.unpaired.join(", ")
+        );
     }
     let mut out = BTreeMap::new();
     for op in Op::ALL {
@@ -166,7 +177,11 @@ fn counts(op: Op, boots: &[(PluginOutput, ConsoleReport)]) -> Result<Counts> {
     for (i, (plugin, _)) in boots.iter().enumerate() {
         let samples = plugin.samples.get(&op).map(Vec::as_slice).unwrap_or(&[]);
         let stats = Stats::of(samples.iter().map(|s| s.user + s.kernel)).with_context(|| {
-            format!("boot {}: no sample of {} (its marker was never executed)", i + 1, op.name())
+            format!(
+                "boot {}: no sample of {} (its marker was never executed)",
+                i + 1,
+                op.name()
+            )
         })?;
         run_medians.push(stats.median);
         all.extend_from_slice(samples);
@@ -198,7 +213,10 @@ mod tests {
     #[test]
     fn bad_lines_are_named() {
         let err = parse_plugin_output("sample 1 2 3\nsample 99 1 1\n").unwrap_err();
-        assert!(format!("{err:#}").contains("line 2") && format!("{err:#}").contains("99"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("line 2") && format!("{err:#}").contains("99"),
+            "{err:#}"
+        );
         let err = parse_plugin_output("sample 1 x 3\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 1"), "{err:#}");
         assert!(parse_plugin_output("garbage\n").is_err());
@@ -218,7 +236,11 @@ mod tests {
             ..Default::default()
         };
         for &(op, user, kernel) in samples {
-            plugin.samples.entry(op).or_default().push(Sample { user, kernel });
+            plugin
+                .samples
+                .entry(op)
+                .or_default()
+                .push(Sample { user, kernel });
         }
         let console = ConsoleReport {
             skipped: skipped.iter().map(|(o, w)| (*o, w.to_string())).collect(),
@@ -228,14 +250,21 @@ mod tests {
     }
 
     fn every_op(except: Op) -> Vec<(Op, u64, u64)> {
-        Op::ALL.into_iter().filter(|o| *o != except).map(|o| (o, 100, 900)).collect()
+        Op::ALL
+            .into_iter()
+            .filter(|o| *o != except)
+            .map(|o| (o, 100, 900))
+            .collect()
     }
 
     #[test]
     fn a_missing_operation_is_an_error_naming_it_not_a_zero() {
         let boots = [boot(&every_op(Op::MremapGrow), &[])];
         let err = summarize(&boots, true).unwrap_err().to_string();
-        assert!(err.contains(Op::MremapGrow.name()) && err.contains("never executed"), "{err}");
+        assert!(
+            err.contains(Op::MremapGrow.name()) && err.contains("never executed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -243,25 +272,43 @@ mod tests {
         let pair = Op::SetCompatNativePair;
         let boots = [boot(&every_op(pair), &[(pair, "kernel lacks the series")])];
         let vanilla = summarize(&boots, false).unwrap();
-        assert_eq!(vanilla[&pair], Measured::NotRun("kernel lacks the series".into()));
+        assert_eq!(
+            vanilla[&pair],
+            Measured::NotRun("kernel lacks the series".into())
+        );
         let err = summarize(&boots, true).unwrap_err().to_string();
         assert!(err.contains("kernel lacks the series"), "{err}");
         let fork = Op::ForkExitWait;
-        let boots = [boot(&every_op(Op::SetCompatNativePair), &[(fork, "no fork"), (pair, "x")])];
-        assert!(summarize(&boots, false).unwrap_err().to_string().contains("no fork"));
+        let boots = [boot(
+            &every_op(Op::SetCompatNativePair),
+            &[(fork, "no fork"), (pair, "x")],
+        )];
+        assert!(summarize(&boots, false)
+            .unwrap_err()
+            .to_string()
+            .contains("no fork"));
     }
 
     #[test]
     fn unfinished_or_unpaired_runs_are_errors() {
         let mut b = boot(&every_op(Op::SetCompatNativePair), &[]);
         b.1.done = false;
-        assert!(summarize(&[b], false).unwrap_err().to_string().contains("did not finish"));
+        assert!(summarize(&[b], false)
+            .unwrap_err()
+            .to_string()
+            .contains("did not finish"));
         let mut b = boot(&every_op(Op::SetCompatNativePair), &[]);
         b.0.ended = false;
-        assert!(summarize(&[b], false).unwrap_err().to_string().contains("no end line"));
+        assert!(summarize(&[b], false)
+            .unwrap_err()
+            .to_string()
+            .contains("no end line"));
         let mut b = boot(&every_op(Op::SetCompatNativePair), &[]);
         b.0.unpaired.push("unopened 3".into());
-        assert!(summarize(&[b], false).unwrap_err().to_string().contains("unopened 3"));
+        assert!(summarize(&[b], false)
+            .unwrap_err()
+            .to_string()
+            .contains("unopened 3"));
     }
 
     #[test]
@@ -272,7 +319,9 @@ mod tests {
         samples[0].2 = 1000; // getpid: 1100 instead of 1000
         let b = boot(&samples, &[]);
         let out = summarize(&[a, b], true).unwrap();
-        let Measured::Counts(c) = &out[&Op::GetpidSyscall64] else { panic!() };
+        let Measured::Counts(c) = &out[&Op::GetpidSyscall64] else {
+            panic!()
+        };
         assert_eq!(c.run_medians, vec![1000, 1100]);
         assert!((c.run_to_run() - 0.1).abs() < 1e-9);
     }
@@ -285,6 +334,9 @@ mod tests {
         ];
         let r = console_report(&console).unwrap();
         assert!(r.done);
-        assert_eq!(r.skipped[&Op::SetCompatNativePair], "kernel lacks the series (ARCH_GET_COMPAT: EINVAL)");
+        assert_eq!(
+            r.skipped[&Op::SetCompatNativePair],
+            "kernel lacks the series (ARCH_GET_COMPAT: EINVAL)"
+        );
     }
 }

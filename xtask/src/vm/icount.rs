@@ -37,27 +37,38 @@ pub fn build(qemu: &Qemu) -> Result<Plugin> {
             binary.display()
         )
     })?;
-    let header = debian::orig_member(&qemu_source, HEADER)
-        .with_context(|| format!("cannot get {HEADER} of {} {}", qemu_source.name, qemu_source.version))?;
+    let header = debian::orig_member(&qemu_source, HEADER).with_context(|| {
+        format!(
+            "cannot get {HEADER} of {} {}",
+            qemu_source.name, qemu_source.version
+        )
+    })?;
     let include = header.parent().context("the header has a folder")?;
     let out = paths::target().join("icount");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let so = out.join("icount.so");
     Cmd::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+        ])
         .arg(include)
         .arg("-o")
         .arg(&so)
         .arg(plugin_source())
         .read()
-        .context("building the TCG plugin qemu/plugins/icount.c failed (it needs gcc and libc6-dev)")?;
+        .context(
+            "building the TCG plugin qemu/plugins/icount.c failed (it needs gcc and libc6-dev)",
+        )?;
     Ok(Plugin { so, qemu_source })
 }
 
 /// `-plugin <so>,out=<samples>`: QEMU splits its options at commas, so
 /// neither path may hold one.
 pub fn qemu_args(plugin: &Plugin, samples: &Path) -> Result<Vec<String>> {
-    let (so, out) = (plugin.so.display().to_string(), samples.display().to_string());
+    let (so, out) = (
+        plugin.so.display().to_string(),
+        samples.display().to_string(),
+    );
     if so.contains(',') || out.contains(',') {
         bail!("QEMU cannot take a path with a comma in -plugin: {so} / {out}; use a target directory without commas");
     }
@@ -79,7 +90,8 @@ fn resolve(qemu: &Path) -> Result<PathBuf> {
 /// A QEMU built with `--enable-plugins` carries the name of the function
 /// it looks up in a plugin; one built without cannot load any.
 fn ensure_plugin_support(binary: &Path) -> Result<()> {
-    let bytes = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let bytes =
+        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     if !has_plugin_loader(&bytes) {
         bail!(
             "{} was built without TCG plugin support (no qemu_plugin_install in it): \
@@ -107,7 +119,10 @@ mod tests {
         let fake = dir.path().join("qemu-system-x86_64");
         std::fs::write(&fake, "no plugins here").unwrap();
         let err = ensure_plugin_support(&fake).unwrap_err().to_string();
-        assert!(err.contains("without TCG plugin support") && err.contains("qemu-system-x86_64"), "{err}");
+        assert!(
+            err.contains("without TCG plugin support") && err.contains("qemu-system-x86_64"),
+            "{err}"
+        );
     }
 
     #[test]
