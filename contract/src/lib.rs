@@ -401,6 +401,100 @@ pub mod initramfs {
     pub const FILTER_FILE: &str = "/validator-filter";
 }
 
+/// Instruction-count markers (`cargo xtask bench --instructions`): the
+/// validator brackets each measured operation with two marker
+/// instructions, and the QEMU plugin `qemu/plugins/icount.c` counts the
+/// guest instructions executed between them. QEMU 7.2's plugin API cannot
+/// read guest registers, so the marker carries its meaning in its own
+/// bytes: `nopl disp32(%rax)` (`0f 1f 80` + disp32, a no-op in 64-bit and
+/// 32-bit code alike) whose displacement is [`MAGIC`] in the high half,
+/// [`STOP`] set for the closing marker, and the operation's id in the low
+/// 15 bits. The plugin writes one line per closed window:
+/// `sample <id> <user> <kernel>` (instructions at user and at kernel
+/// addresses), then `end <user> <kernel>` (whole-run totals) when QEMU exits.
+pub mod icount {
+    /// The high half of every marker's displacement (`0x1c57`: "ICoST").
+    pub const MAGIC: u32 = 0x1c57_0000;
+    /// Set in the closing marker of a window.
+    pub const STOP: u32 = 0x8000;
+
+    /// The displacement of an operation's opening marker.
+    pub const fn start(op: Op) -> u32 {
+        MAGIC | op.id() as u32
+    }
+
+    /// The displacement of an operation's closing marker.
+    pub const fn stop(op: Op) -> u32 {
+        MAGIC | STOP | op.id() as u32
+    }
+
+    /// What is measured, in the order of the report.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Op {
+        GetpidSyscall64 = 1,
+        MmapMunmap = 2,
+        MmapMunmapHint = 3,
+        MremapGrow = 4,
+        ForkExitWait = 5,
+        ForkExecveExitWait = 6,
+        Signal64 = 7,
+        SignalIa32 = 8,
+        ClockGettimeVdso = 9,
+        GetpidInt80From32 = 10,
+        SetCompatNativePair = 11,
+    }
+
+    impl Op {
+        pub const ALL: [Op; 11] = [
+            Op::GetpidSyscall64,
+            Op::MmapMunmap,
+            Op::MmapMunmapHint,
+            Op::MremapGrow,
+            Op::ForkExitWait,
+            Op::ForkExecveExitWait,
+            Op::Signal64,
+            Op::SignalIa32,
+            Op::ClockGettimeVdso,
+            Op::GetpidInt80From32,
+            Op::SetCompatNativePair,
+        ];
+
+        pub const fn id(self) -> u16 {
+            self as u16
+        }
+
+        pub fn from_id(id: u16) -> Option<Op> {
+            Op::ALL.into_iter().find(|op| op.id() == id)
+        }
+
+        /// The name in reports.
+        pub const fn name(self) -> &'static str {
+            match self {
+                Op::GetpidSyscall64 => "getpid (64-bit syscall)",
+                Op::MmapMunmap => "mmap+munmap, no hint",
+                Op::MmapMunmapHint => "mmap+munmap, with hint",
+                Op::MremapGrow => "mremap growth (1 -> 2 pages)",
+                Op::ForkExitWait => "fork+exit+wait",
+                Op::ForkExecveExitWait => "fork+execve (static)+exit+wait",
+                Op::Signal64 => "signal, 64-bit frame",
+                Op::SignalIa32 => "signal, ia32 frame (from 32-bit code)",
+                Op::ClockGettimeVdso => "clock_gettime via the vDSO",
+                Op::GetpidInt80From32 => "getpid, int 0x80 from 32-bit code",
+                Op::SetCompatNativePair => "ARCH_SET_COMPAT + ARCH_SET_NATIVE",
+            }
+        }
+
+        /// Only a kernel with the series can run it.
+        pub const fn needs_series(self) -> bool {
+            matches!(self, Op::SetCompatNativePair)
+        }
+    }
+
+    /// The text the validator prints once every window is closed, so a
+    /// reader can tell a finished run from a guest that stopped early.
+    pub const DONE_LINE: &str = "# icount done";
+}
+
 /// A word or field that breaks the contract, with a message naming it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContractError(String);
@@ -416,6 +510,20 @@ impl std::error::Error for ContractError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn icount_markers_are_distinct_and_decode() {
+        use icount::{start, stop, Op, MAGIC, STOP};
+        for op in Op::ALL {
+            assert_eq!(Op::from_id(op.id()), Some(op));
+            assert_eq!(start(op) & 0xffff_0000, MAGIC);
+            assert_eq!(stop(op), start(op) | STOP);
+            assert!(op.id() > 0 && u32::from(op.id()) < STOP);
+            // Positive as an i32: the assembler keeps the 32-bit form.
+            assert!(stop(op) < 0x8000_0000);
+        }
+        assert_eq!(Op::from_id(0), None);
+    }
 
     #[test]
     fn outcome_words_round_trip() {

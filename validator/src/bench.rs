@@ -8,6 +8,9 @@
 //! iterations. The 32-bit
 //! getpid figures include one 64 -> 32 -> 64 round trip each (subtract
 //! `round_trip_64_32_64` for the syscall alone).
+//!
+//! Then the marked loops of `icount` (instruction counts, read by a QEMU
+//! plugin; plain no-ops without it).
 
 use crate::ktap::emit;
 use crate::scenarios::common::free_low_address;
@@ -145,5 +148,6 @@ pub fn run() -> i32 {
     });
     in_child("getpid_kernel_vsyscall_32", vsyscall32_getpid);
     in_child("arch_set_compat_native_pair", set_compat_native_pair);
+    crate::icount::run();
     0
 }

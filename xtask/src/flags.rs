@@ -102,7 +102,16 @@ pub enum Command {
     /// identity, with Cc lines, base and the last compare's table (docs/pipeline.md).
     FormatSeries(FormatOpts),
     /// Measure the edit-build-boot loop and compat-mode transition costs (reports, never fails on a number).
-    Bench(RunOpts),
+    Bench {
+        /// Instead of the build-loop figures: guest instructions per
+        /// operation (user and kernel) on vanilla and patched, counted by a
+        /// QEMU TCG plugin (docs/benchmarks.md), with the wall-clock
+        /// micro-benchmarks beside them.
+        #[arg(long)]
+        instructions: bool,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
     /// Show what is installed, missing and usable (QEMU, KVM, kernel source).
     Doctor(SourceOpts),
     /// The full test run: unit tests, host validator tests, end-to-end pipeline.

@@ -63,7 +63,7 @@ fn main() {
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries { only, opts } => check_series::run(only.as_deref(), &opts),
         Command::FormatSeries(opts) => format_series::run(&opts),
-        Command::Bench(opts) => bench::run(&opts),
+        Command::Bench { instructions, opts } => bench::run(&opts, instructions),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),
     };

@@ -468,6 +468,7 @@ pub fn boot_validator_as(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let console_log = dir.join("console.log");
     let guest = Guest {
+        extra_args: Vec::new(),
         qemu,
         kernel: &kernel.boot_image,
         initrd,

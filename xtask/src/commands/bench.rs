@@ -38,7 +38,12 @@ fn secs(s: f64) -> String {
     format!("{s:.1} s")
 }
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+mod instructions;
+
+pub fn run(opts: &RunOpts, instructions: bool) -> Result<i32> {
+    if instructions {
+        return instructions::run(opts);
+    }
     let settings = opts.settings();
     std::fs::create_dir_all(paths::results())?;
     // Everything below uses target/bench/ as its target directory.
@@ -267,6 +272,7 @@ fn push_kvm_figure(figures: &mut Vec<Figure>, kernel: &Path, initrd: &Path) -> R
     }
     let qemu = Qemu::find()?;
     let guest = Guest {
+        extra_args: Vec::new(),
         qemu: &qemu,
         kernel,
         initrd,
@@ -338,6 +344,7 @@ fn micro_benchmarks(
     for (kernel, variant) in kernels.iter().zip([Variant::Vanilla, Variant::Patched]) {
         let step = ui::Step::start(format!("Micro-benchmarks in the {} guest", variant.name()));
         let guest = Guest {
+            extra_args: Vec::new(),
             qemu: &qemu,
             kernel,
             initrd,

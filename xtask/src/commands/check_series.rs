@@ -441,6 +441,7 @@ fn x32_uprobes(ws: &Workspace, settings: &Settings) -> Result<String> {
         kernel: &kernel.boot_image,
         initrd: &initrd,
         append: String::new(),
+        extra_args: Vec::new(),
     };
     let step = ui::Step::start("Running x86 selftests on the X32_ABI=y kernel");
     let booted = pipeline::boot_without_splats(&guest, settings, &log)
@@ -482,6 +483,7 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
         let kernel = ws.kernel(variant)?;
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
         let guest = Guest {
+            extra_args: Vec::new(),
             qemu: &qemu,
             kernel: &kernel.boot_image,
             initrd: &initrd,

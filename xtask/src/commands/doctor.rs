@@ -77,6 +77,7 @@ fn probe(provider: &Provider) -> Result<KvmVerdict> {
     let initrd = dir.join("kvm-probe.cpio");
     accel::empty_initramfs(&initrd)?;
     let guest = Guest {
+        extra_args: Vec::new(),
         qemu: &qemu,
         kernel: &kernel,
         initrd: &initrd,

@@ -52,6 +52,7 @@ fn interactive(variant: Variant, opts: &RunOpts, mode: Mode) -> Result<i32> {
         Mode::Gdb => ("nokaslr", Accelerator::Tcg, &["-s", "-S"]),
     };
     let guest = Guest {
+        extra_args: Vec::new(),
         qemu: &qemu,
         kernel: &kernel.boot_image,
         initrd: &initrd,

@@ -89,18 +89,152 @@ pub fn unpacked(package: Foreign) -> Result<Unpacked> {
     })
 }
 
+/// A Debian source package at one version, e.g. `qemu` `1:7.2+dfsg-7+deb12u18`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub version: String,
+}
+
+/// The source package (and version) that built the installed file `path`.
+pub fn source_of_file(path: &Path) -> Result<Source> {
+    let owners = Cmd::new("dpkg-query")
+        .arg("-S")
+        .arg(path)
+        .read()
+        .with_context(|| format!("{} belongs to no Debian package", path.display()))?;
+    let binary = package_of_search(&owners)
+        .with_context(|| format!("cannot read dpkg-query -S {}: {owners:?}", path.display()))?;
+    let fields = Cmd::new("dpkg-query")
+        .args(["-W", "-f", "${source:Package} ${source:Version}", &binary])
+        .read()
+        .with_context(|| format!("cannot read the source package of {binary}"))?;
+    match fields.split_whitespace().collect::<Vec<_>>()[..] {
+        [name, version] => Ok(Source {
+            name: name.into(),
+            version: version.into(),
+        }),
+        _ => bail!("dpkg-query gave no source package for {binary}: {fields:?}"),
+    }
+}
+
+/// The first package of `dpkg-query -S` output (`pkg[, pkg2]: /path`),
+/// skipping diversion lines.
+fn package_of_search(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| !l.starts_with("diversion "))?;
+    let (packages, path) = line.split_once(": ")?;
+    if !path.starts_with('/') {
+        return None;
+    }
+    let first = packages.split(", ").next()?.trim();
+    (!first.is_empty()).then(|| first.to_string())
+}
+
+/// The file `member` (a path below the top folder of the upstream tarball,
+/// e.g. `include/qemu/qemu-plugin.h`) of `source`, from its orig tarball
+/// fetched with `apt-get source --download-only` into a private apt state
+/// under `target/debian-src/`; extracted once and kept, the download
+/// removed. Refuses when Debian's own patches change the file (the
+/// upstream copy would then not be what the binary was built from).
+pub fn orig_member(source: &Source, member: &str) -> Result<PathBuf> {
+    let apt = PrivateApt::for_sources();
+    let dir = apt.dir.join(format!(
+        "{}_{}",
+        source.name,
+        source.version.replace(':', "%3a")
+    ));
+    let file = dir.join("files").join(member);
+    if file.is_file() {
+        return Ok(file);
+    }
+    apt.prepare()?;
+    let spec = format!("{}={}", source.name, source.version);
+    let download = dir.join("download");
+    apt.fetch_into(&["source", "--download-only", &spec], &spec, &download)?;
+    let debian = file_containing(&download, ".debian.tar.")?;
+    let patches = Cmd::new("tar")
+        .arg("-xOf")
+        .arg(&debian)
+        .args(["--wildcards", "debian/patches/*"])
+        .read_bytes()
+        .with_context(|| format!("cannot read the patches of {}", debian.display()))?;
+    if String::from_utf8_lossy(&patches).contains(&format!("/{member}")) {
+        bail!(
+            "Debian's patches of {spec} change {member}: the upstream file is not what was built"
+        );
+    }
+    let files = dir.join("files");
+    let orig = file_containing(&download, ".orig.tar.")?;
+    std::fs::create_dir_all(&files)
+        .with_context(|| format!("cannot create {}", files.display()))?;
+    Cmd::new("tar")
+        .arg("-xf")
+        .arg(&orig)
+        .arg("-C")
+        .arg(&files)
+        .args([
+            "--wildcards",
+            "--strip-components=1",
+            &format!("*/{member}"),
+        ])
+        .read()
+        .with_context(|| format!("cannot extract {member} from {}", orig.display()))?;
+    anyhow::ensure!(file.is_file(), "{} has no {member}", orig.display());
+    let _ = std::fs::remove_dir_all(&download);
+    Ok(file)
+}
+
+/// The one file in `dir` whose name contains `part`.
+fn file_containing(dir: &Path, part: &str) -> Result<PathBuf> {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(part))
+        })
+        .collect();
+    match &found[..] {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "want one *{part}* file in {}, found {found:?}",
+            dir.display()
+        ),
+    }
+}
+
 /// apt-get with its own state, cache and sources for one architecture.
 struct PrivateApt {
     dir: PathBuf,
     arch: &'static str,
     log: PathBuf,
+    /// Source packages too: every `deb` entry of the host gets its `deb-src` twin.
+    deb_src: bool,
 }
 
 impl PrivateApt {
     fn new(arch: &'static str) -> PrivateApt {
         let dir = paths::target().join(format!("debian-{arch}"));
         let log = dir.join("apt.log");
-        PrivateApt { dir, arch, log }
+        PrivateApt {
+            dir,
+            arch,
+            log,
+            deb_src: false,
+        }
+    }
+
+    /// For source packages (`apt-get source`), in `target/debian-src/`.
+    fn for_sources() -> PrivateApt {
+        let dir = paths::target().join("debian-src");
+        let log = dir.join("apt.log");
+        PrivateApt {
+            dir,
+            arch: "amd64",
+            log,
+            deb_src: true,
+        }
     }
 
     fn state(&self) -> PathBuf {
@@ -155,15 +289,21 @@ impl PrivateApt {
                 .with_context(|| format!("cannot create {}", status.display()))?;
         }
         process::create_log(&self.log)?;
-        copy_sources(&self.sources())
+        copy_sources(&self.sources(), self.deb_src)
     }
 
-    /// True if `apt-get update` has stored package lists here.
+    /// True if `apt-get update` has stored package lists here (source
+    /// lists when sources are wanted).
     fn has_lists(&self) -> bool {
+        let suffix = if self.deb_src {
+            "_Sources"
+        } else {
+            "_Packages"
+        };
         std::fs::read_dir(self.state().join("lists")).is_ok_and(|entries| {
             entries
                 .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+                .any(|e| e.file_name().to_string_lossy().ends_with(suffix))
         })
     }
 
@@ -177,17 +317,23 @@ impl PrivateApt {
         })
     }
 
-    /// Downloads `package` into `dir`; returns the .deb. Updates the lists
-    /// first if there are none, or once more if the download fails.
+    /// Downloads `package` into `dir`; returns the .deb.
     fn download(&self, package: Foreign, dir: &Path) -> Result<PathBuf> {
+        let spec = package.spec();
+        self.fetch_into(&["download", &spec], &spec, dir)?;
+        newest_deb(dir, package)
+    }
+
+    /// Runs `apt-get ARGS` in `dir` to fetch `what`. Updates the lists
+    /// first if there are none, or once more if the fetch fails.
+    fn fetch_into(&self, args: &[&str], what: &str, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut updated = false;
         if !self.has_lists() {
             self.update()?;
             updated = true;
         }
-        let spec = package.spec();
-        let cmd = self.apt_get(&["download", &spec]).dir(dir);
+        let cmd = self.apt_get(args).dir(dir);
         let mut result = cmd.logged(&self.log);
         if result.is_err() && !updated {
             self.update()?;
@@ -195,17 +341,19 @@ impl PrivateApt {
         }
         result.with_context(|| {
             format!(
-                "cannot download the Debian package {spec}; the command was (in {}):\n  {cmd}",
-                dir.display()
+                "cannot fetch the Debian package {what}; the command was (in {}):\n  {cmd}\n(log: {})",
+                dir.display(),
+                self.log.display()
             )
-        })?;
-        newest_deb(dir, package)
+        })
     }
 }
 
 /// Copies the host's apt sources (`sources.list` and the `*.list` and
-/// `*.sources` files of `sources.list.d`) into `to`, replacing what is there.
-fn copy_sources(to: &Path) -> Result<()> {
+/// `*.sources` files of `sources.list.d`) into `to`, replacing what is
+/// there; with `deb_src`, each `deb` entry also as `deb-src` (the host's
+/// own mirrors, whatever they are: no host name is written here).
+fn copy_sources(to: &Path, deb_src: bool) -> Result<()> {
     for old in std::fs::read_dir(to).with_context(|| format!("cannot read {}", to.display()))? {
         let old = old?.path();
         std::fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
@@ -223,10 +371,40 @@ fn copy_sources(to: &Path) -> Result<()> {
     for source in found {
         let name = source.file_name().context("a source file has a name")?;
         let copy = to.join(name);
-        std::fs::copy(&source, &copy)
-            .with_context(|| format!("cannot copy {} to {}", source.display(), copy.display()))?;
+        let text = std::fs::read_to_string(&source)
+            .with_context(|| format!("cannot read {}", source.display()))?;
+        let text = match (deb_src, source.extension().is_some_and(|e| e == "sources")) {
+            (false, _) => text,
+            (true, true) => with_deb_src_deb822(&text),
+            (true, false) => with_deb_src_one_line(&text),
+        };
+        std::fs::write(&copy, text).with_context(|| format!("cannot write {}", copy.display()))?;
     }
     Ok(())
+}
+
+/// deb822 (`*.sources`): `Types: deb` becomes `Types: deb deb-src`.
+fn with_deb_src_deb822(text: &str) -> String {
+    let lines = text.lines().map(|line| match line.strip_prefix("Types:") {
+        Some(types) if !types.split_whitespace().any(|t| t == "deb-src") => {
+            format!("Types:{types} deb-src")
+        }
+        _ => line.to_string(),
+    });
+    lines.collect::<Vec<_>>().join("\n") + "\n"
+}
+
+/// One-line style (`*.list`): every `deb ...` line gets a `deb-src ...` twin.
+fn with_deb_src_one_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(rest) = line.trim_start().strip_prefix("deb ") {
+            out.push_str(&format!("deb-src {rest}\n"));
+        }
+    }
+    out
 }
 
 /// apt reads only these names in sources.list.d (others, e.g. `*.disabled`, are ignored).
@@ -278,6 +456,40 @@ mod tests {
         assert!(values
             .iter()
             .any(|v| v.as_str() == "APT::Architecture=i386"));
+    }
+
+    #[test]
+    fn source_entries_get_deb_src_twins() {
+        let deb822 = "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\n\nTypes: deb deb-src\nURIs: x\n";
+        let out = with_deb_src_deb822(deb822);
+        assert!(
+            out.starts_with("Types: deb deb-src\nURIs: http://mirror.invalid/debian\n"),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("deb-src").count(),
+            2,
+            "no second deb-src: {out}"
+        );
+        let list =
+            "# deb http://old\ndeb [arch=amd64] http://mirror.invalid/debian bookworm main\n";
+        assert_eq!(
+            with_deb_src_one_line(list),
+            "# deb http://old\ndeb [arch=amd64] http://mirror.invalid/debian bookworm main\ndeb-src [arch=amd64] http://mirror.invalid/debian bookworm main\n"
+        );
+    }
+
+    #[test]
+    fn dpkg_search_output_names_the_first_package() {
+        assert_eq!(
+            package_of_search("qemu-system-x86: /usr/bin/qemu-system-x86_64\n").as_deref(),
+            Some("qemu-system-x86")
+        );
+        assert_eq!(
+            package_of_search("diversion by x from: /a\nlibc6:amd64, libc6-dev: /a\n").as_deref(),
+            Some("libc6:amd64")
+        );
+        assert_eq!(package_of_search("dpkg-query: no path found\n"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod cover_letter;
 pub mod exit;
+pub mod icount;
 pub mod junit;
 pub mod ktap;
 pub mod per_patch;

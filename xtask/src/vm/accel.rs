@@ -317,6 +317,7 @@ mod tests {
     impl Fake {
         fn boot(&self, accel: Accel) -> Result<Booted> {
             let guest = Guest {
+                extra_args: Vec::new(),
                 qemu: &self.qemu,
                 kernel: Path::new("vmlinux"),
                 initrd: Path::new("initrd"),
@@ -499,6 +500,7 @@ mod tests {
             Duration::from_secs(5),
         );
         let guest = Guest {
+            extra_args: Vec::new(),
             qemu: &fake.qemu,
             kernel: Path::new("vmlinux"),
             initrd: Path::new("initrd"),

@@ -6,5 +6,6 @@
 pub mod accel;
 pub mod boot;
 pub mod console;
+pub mod icount;
 pub mod initramfs;
 pub mod qemu;

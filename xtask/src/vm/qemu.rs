@@ -85,6 +85,8 @@ pub struct Guest<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub append: String,
+    /// More QEMU arguments, after the kernel's (e.g. a TCG plugin).
+    pub extra_args: Vec<String>,
 }
 
 /// The arguments of every guest before its accelerator: no default
@@ -136,6 +138,7 @@ impl Guest<'_> {
             .arg(self.initrd)
             .arg("-append")
             .arg(kernel_cmdline(&self.append))
+            .args(&self.extra_args)
     }
 
     /// The `-cpu` model for `accel` on this QEMU.
@@ -192,6 +195,7 @@ mod tests {
             version_text: String::new(),
         };
         let guest = Guest {
+            extra_args: Vec::new(),
             qemu: &qemu,
             kernel: Path::new("bz"),
             initrd: Path::new("rd"),

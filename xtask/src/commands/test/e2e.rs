@@ -723,6 +723,7 @@ fn boot_fake(
     timeout: Duration,
 ) -> Result<(Boot, Ktap, Duration)> {
     let guest = Guest {
+        extra_args: Vec::new(),
         qemu,
         kernel,
         initrd,
