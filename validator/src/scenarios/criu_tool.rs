@@ -23,10 +23,11 @@ use std::time::Duration;
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "criu_tool_check",
-        description: "Only with --criu (`cargo xtask run --flavour criu`): `criu check` and `criu check --feature \
-                      compat_cr` exit 0 in the guest; what `criu check --all` reports missing is printed",
-        proves: "CRIU's own kernel probe, including ia32 checkpoint/restore (ARCH_MAP_VDSO_32, the 32-bit vDSO \
-                 the series touches), passes on the patched kernel as on vanilla.",
+        description: "Only with --criu (`cargo xtask run --flavour criu`): `criu check --feature compat_cr` (ia32 \
+                      checkpoint/restore) exits 0 in the guest; what `criu check` and `criu check --all` report \
+                      missing is printed, not judged",
+        proves: "CRIU's own probe of ia32 checkpoint/restore (it maps a 32-bit vDSO with ARCH_MAP_VDSO_32, which \
+                 the series touches) passes on the patched kernel as on vanilla.",
         vanilla: Expect::PASS,
         patched: Expect::PASS,
         changed_by: None,
@@ -145,37 +146,38 @@ fn prepare() -> Outcome {
     if let Err(e) = sys::loopback_up() {
         fail!("bringing lo up: {}", sys::errno_name(e));
     }
-    Ok(())
+    mount_devpts()
+}
+
+/// `criu check` opens /dev/ptmx, which needs a devpts at /dev/pts (the
+/// validator's init mounts none); a second mount is EBUSY, and fine.
+fn mount_devpts() -> Outcome {
+    let _ = std::fs::create_dir_all("/dev/pts");
+    let r = unsafe {
+        libc::mount(
+            c"devpts".as_ptr(),
+            c"/dev/pts".as_ptr(),
+            c"devpts".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    match sys::errno() {
+        _ if r == 0 => Ok(()),
+        libc::EBUSY => Ok(()),
+        e => fail!("mount devpts on /dev/pts: {}", sys::errno_name(e)),
+    }
 }
 
 fn criu_tool_check() -> Outcome {
     prepare()?;
-    // What criu finds missing, for the record: --all also probes the
-    // optional features (its exit status is not the verdict).
+    // For the record, not the verdict: what the whole self-test finds
+    // missing in this small guest kernel (docs/criu.md says why none of
+    // it matters to the dump and restore below).
+    criu("check", &["check"])?;
     criu("check-all", &["check", "--all"])?;
-    let mut c = Checks::default();
-    let plain = criu("check", &["check"])?;
-    c.check_because(
-        plain == Exit::Code(0),
-        &exit_token("check", plain),
-        format!("criu check: {plain}"),
-    );
     let compat = criu("check-compat", &["check", "--feature", "compat_cr"])?;
-    c.check_because(
-        compat == Exit::Code(0),
-        &exit_token("check-compat", compat),
-        format!("criu check --feature compat_cr: {compat}"),
-    );
-    c.finish()
-}
-
-/// `criu-STEP-exit=N` (or the signal, or `timeout`).
-fn exit_token(step: &str, exit: Exit) -> String {
-    match exit {
-        Exit::Code(code) => format!("criu-{step}-exit={code}"),
-        Exit::Signal(sig) => sys::signal_name(sig).to_string(),
-        Exit::TimedOut => "timeout".to_string(),
-    }
+    require_success("check-compat", compat)
 }
 
 fn criu_tool_dump_restore_i386() -> Outcome {
@@ -267,6 +269,22 @@ fn dump_restore(argv: &[&str]) -> Outcome {
     result
 }
 
+/// Reaps what criu killed besides the loop (a `usleep` child of the
+/// loop, reparented to us): a zombie keeps its session and group id, the
+/// loop's pid, and criu's restore then cannot take that pid back
+/// ("Can't fork for PID: File exists"). Waits until we have no child.
+fn reap_orphans() {
+    let mut status = 0;
+    for _ in 0..100 {
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match r {
+            r if r > 0 => diag!("reaped {r}, killed with the dumped loop"),
+            0 => sys::sleep_ms(20),
+            _ => return,
+        }
+    }
+}
+
 /// Dumps `pid` (criu kills it), restores it, then checks the counter, the
 /// maps and the exit status.
 fn checkpoint_and_restore(pid: i32) -> Outcome {
@@ -280,6 +298,7 @@ fn checkpoint_and_restore(pid: i32) -> Outcome {
     let dumped = sys::wait_exit(pid, 2000);
     let at_dump = counter().unwrap_or(0);
     diag!("after the dump: the loop {dumped}, counter {at_dump}");
+    reap_orphans();
     let restore = criu("restore", &["restore", "-D", "images", "-d", "-v4", "-o", "restore.log"])?;
     if restore != Exit::Code(0) {
         show_log_errors("restore.log");
