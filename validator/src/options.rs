@@ -383,8 +383,15 @@ mod tests {
     fn criu_scenarios_are_asked_for_in_both_places() {
         assert!(!Options::default().criu);
         assert!(args("--list --json --criu").unwrap().criu);
-        assert!(Options::from_cmdline("console=ttyS0 validator.criu").unwrap().criu);
-        assert!(args("--criu=yes").unwrap_err().to_string().contains("takes no value"));
+        assert!(
+            Options::from_cmdline("console=ttyS0 validator.criu")
+                .unwrap()
+                .criu
+        );
+        assert!(args("--criu=yes")
+            .unwrap_err()
+            .to_string()
+            .contains("takes no value"));
         assert!(Options::from_cmdline("validator.criu=1").is_err());
     }
 

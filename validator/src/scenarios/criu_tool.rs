@@ -71,7 +71,8 @@ const CRIU_MS: u64 = 30_000;
 /// The loop's exit status once it sees the stop file.
 const LOOP_EXIT: i32 = 7;
 /// The i386 shell: counts (in its own memory) until told to stop.
-const LOOP: &str = "i=0; while [ ! -e /tmp/criu/stop ]; do i=$((i+1)); echo $i >/tmp/criu/counter; \
+const LOOP: &str =
+    "i=0; while [ ! -e /tmp/criu/stop ]; do i=$((i+1)); echo $i >/tmp/criu/counter; \
                     usleep 50000; done; exit 7";
 /// The applets the loop runs as programs (`[`, echo are ash builtins).
 const APPLETS: &[&str] = &["sh", "usleep"];
@@ -111,7 +112,11 @@ fn show_log_errors(log: &str) {
         .lines()
         .filter(|l| l.contains("Error") || l.contains("rror (") || l.contains("Warn"))
         .collect();
-    diag!("{path}: {} lines, {} error/warning lines", text.lines().count(), errors.len());
+    diag!(
+        "{path}: {} lines, {} error/warning lines",
+        text.lines().count(),
+        errors.len()
+    );
     for line in &errors[errors.len().saturating_sub(25)..] {
         diag!("  {line}");
     }
@@ -290,7 +295,12 @@ fn reap_orphans() {
 fn checkpoint_and_restore(pid: i32) -> Outcome {
     let before = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let pid_text = pid.to_string();
-    let dump = criu("dump", &["dump", "-t", &pid_text, "-D", "images", "-v4", "-o", "dump.log"])?;
+    let dump = criu(
+        "dump",
+        &[
+            "dump", "-t", &pid_text, "-D", "images", "-v4", "-o", "dump.log",
+        ],
+    )?;
     if dump != Exit::Code(0) {
         show_log_errors("dump.log");
     }
@@ -299,7 +309,10 @@ fn checkpoint_and_restore(pid: i32) -> Outcome {
     let at_dump = counter().unwrap_or(0);
     diag!("after the dump: the loop {dumped}, counter {at_dump}");
     reap_orphans();
-    let restore = criu("restore", &["restore", "-D", "images", "-d", "-v4", "-o", "restore.log"])?;
+    let restore = criu(
+        "restore",
+        &["restore", "-D", "images", "-d", "-v4", "-o", "restore.log"],
+    )?;
     if restore != Exit::Code(0) {
         show_log_errors("restore.log");
     }
@@ -334,7 +347,9 @@ fn compare_maps(c: &mut Checks, pid: i32, before: &str) {
     c.check_because(
         !old.is_empty() && old == new,
         "maps-differ",
-        format!("/proc/{pid}/maps after the restore has the dumped pages and permissions: {new:x?}"),
+        format!(
+            "/proc/{pid}/maps after the restore has the dumped pages and permissions: {new:x?}"
+        ),
     );
 }
 
@@ -380,12 +395,21 @@ fn check_exit(c: &mut Checks, pid: i32) {
         Ok(Some(e)) => c.check_because(
             e == Exit::Code(LOOP_EXIT),
             "exit-status",
-            format!("the restored loop, told to stop, ended with {e} (want exit status {LOOP_EXIT:#x})"),
+            format!(
+                "the restored loop, told to stop, ended with {e} (want exit status {LOOP_EXIT:#x})"
+            ),
         ),
-        Ok(None) => c.check_because(false, "timeout", "the restored loop did not stop within 5 s"),
+        Ok(None) => c.check_because(
+            false,
+            "timeout",
+            "the restored loop did not stop within 5 s",
+        ),
         Err(e) => c.check(
             false,
-            format!("waitpid({pid}) of the restored loop: {}", sys::errno_name(e)),
+            format!(
+                "waitpid({pid}) of the restored loop: {}",
+                sys::errno_name(e)
+            ),
         ),
     }
 }

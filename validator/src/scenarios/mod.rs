@@ -65,7 +65,11 @@ impl Asked {
 
 /// The scenarios that run only when asked for, of those `asked`.
 pub fn on_request(asked: Asked) -> Vec<&'static Scenario> {
-    let criu: &[Scenario] = if asked.criu { criu_tool::SCENARIOS } else { &[] };
+    let criu: &[Scenario] = if asked.criu {
+        criu_tool::SCENARIOS
+    } else {
+        &[]
+    };
     let stress: &[Scenario] = if asked.stress { stress::SCENARIOS } else { &[] };
     criu.iter().chain(stress).collect()
 }
@@ -175,11 +179,17 @@ mod tests {
     #[test]
     fn stress_runs_only_when_asked() {
         let ids = |f, stress| -> Vec<&str> {
-            select(f, Asked { stress, criu: false })
-                .unwrap_or_default()
-                .iter()
-                .map(|s| s.id)
-                .collect()
+            select(
+                f,
+                Asked {
+                    stress,
+                    criu: false,
+                },
+            )
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.id)
+            .collect()
         };
         assert!(!ids(None, false).contains(&stress::ID));
         assert!(select(Some("stress_compat_mode"), Asked::NONE).is_err());
@@ -190,11 +200,17 @@ mod tests {
     #[test]
     fn criu_scenarios_run_only_when_asked() {
         let ids = |f, criu| -> Vec<&str> {
-            select(f, Asked { stress: false, criu })
-                .unwrap_or_default()
-                .iter()
-                .map(|s| s.id)
-                .collect()
+            select(
+                f,
+                Asked {
+                    stress: false,
+                    criu,
+                },
+            )
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.id)
+            .collect()
         };
         let criu: Vec<&str> = criu_tool::SCENARIOS.iter().map(|s| s.id).collect();
         assert!(criu.len() >= 3);

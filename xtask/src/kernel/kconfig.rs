@@ -211,6 +211,35 @@ mod tests {
     }
 
     #[test]
+    fn the_criu_fragment_adds_its_options_and_keeps_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let merged = fragment_for(Flavour::Criu, dir.path()).unwrap();
+        let options = parse(&std::fs::read_to_string(merged).unwrap());
+        for option in [
+            "CONFIG_IA32_EMULATION",
+            "CONFIG_UNIX",
+            "CONFIG_NF_TABLES_INET",
+            "CONFIG_CGROUPS",
+            "CONFIG_ADVISE_SYSCALLS",
+        ] {
+            assert_eq!(
+                options.get(option).map(String::as_str),
+                Some("y"),
+                "{option}"
+            );
+        }
+        let base = parse(&std::fs::read_to_string(paths::config_fragment()).unwrap());
+        assert!(
+            !base.contains_key("CONFIG_UNIX"),
+            "criu's options stay out of kernel.config"
+        );
+        assert!(
+            !options.contains_key("CONFIG_KASAN"),
+            "not the debug fragment"
+        );
+    }
+
+    #[test]
     fn the_repo_fragment_parses() {
         let text = std::fs::read_to_string(crate::host::paths::config_fragment()).unwrap();
         let options = parse(&text);
