@@ -105,7 +105,8 @@ mod tests {
     fn docs_scenarios_md_matches_code() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scenarios.md");
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
-        let generated = markdown(&crate::scenarios::select(None, true).unwrap());
+        let generated =
+            markdown(&crate::scenarios::select(None, crate::scenarios::Asked::ALL).unwrap());
         assert!(
             on_disk == generated,
             "docs/scenarios.md is stale: regenerate with `validator --list --markdown > docs/scenarios.md`"

@@ -48,9 +48,12 @@ fn run(opts: &Options) -> i32 {
         println!("{USAGE}");
         return 0;
     }
-    // The docs list every scenario, the stress run included.
-    let requested = opts.stress.is_some() || opts.markdown;
-    let selected = match select(opts, requested) {
+    // The docs list every scenario, the stress run and criu's included.
+    let asked = scenarios::Asked {
+        stress: opts.stress.is_some() || opts.markdown,
+        criu: opts.criu || opts.markdown,
+    };
+    let selected = match select(opts, asked) {
         Ok(selected) => selected,
         Err(e) => {
             eprintln!("validator: {e}");
@@ -69,12 +72,16 @@ fn run(opts: &Options) -> i32 {
     0
 }
 
-/// The scenarios the options ask for, the stress run among them when
-/// `requested` (and then configured: its seed is chosen here).
-pub fn select(opts: &Options, requested: bool) -> Result<Vec<&'static runner::Scenario>, String> {
+/// The scenarios the options ask for, those run only on request among
+/// them when `asked` (the stress run is then configured: its seed is
+/// chosen here).
+pub fn select(
+    opts: &Options,
+    asked: scenarios::Asked,
+) -> Result<Vec<&'static runner::Scenario>, String> {
     if let Some(duration) = opts.stress {
         let workers = opts.workers.unwrap_or(options::DEFAULT_WORKERS);
         scenarios::configure_stress(duration, opts.seed, workers);
     }
-    scenarios::select(opts.filter.as_deref(), requested)
+    scenarios::select(opts.filter.as_deref(), asked)
 }

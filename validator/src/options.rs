@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter PATTERN] [--json] [--timeout SECONDS] [--bench]
-                 [--stress DURATION [--seed N] [--workers N]]
+                 [--stress DURATION [--seed N] [--workers N]] [--criu]
   (no options)      run every scenario, print KTAP v1; exit 0 iff all results match the declared
                     expectations for this kernel (vanilla or patched, probed with ARCH_GET_COMPAT)
   --list            list scenarios with declared results (--json: for the harness, --markdown: docs/scenarios.md)
@@ -17,8 +17,9 @@ pub const USAGE: &str = "usage: validator [--list [--json|--markdown]] [--filter
   --stress D        also run stress_compat_mode for D (90, 90s, 2m): random operations in worker processes
   --seed N          the stress run's seed (decimal or 0x hex; default: random, printed)
   --workers N       stress worker processes (default 4, at most 64)
+  --criu            also run the criu_* scenarios (Debian's criu in the guest: `cargo xtask run --flavour criu`)
 As PID 1: kernel command line validator.filter=P, validator.timeout=S, validator.shell (exec /bin/sh), validator.bench,
-  validator.stress=D, validator.seed=N, validator.workers=N;
+  validator.stress=D, validator.seed=N, validator.workers=N, validator.criu;
   the filter may instead come verbatim from the file /validator-filter in the initramfs (what xtask uses)";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -58,6 +59,9 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Stress worker processes; `None` is `DEFAULT_WORKERS`.
     pub workers: Option<u32>,
+    /// Run the criu_* scenarios too (they need criu in the initramfs and
+    /// the criu kernel flavour, so they run only when asked).
+    pub criu: bool,
 }
 
 /// Why the options cannot be used, naming the option and the value.
@@ -81,6 +85,7 @@ impl Default for Options {
             stress: None,
             seed: None,
             workers: None,
+            criu: false,
         }
     }
 }
@@ -103,7 +108,7 @@ impl Options {
                     })?;
                     opts.set_value(flag, &flag[2..], &value)?;
                 }
-                "--list" | "--json" | "--markdown" | "--bench" | "--help" | "-h" => {
+                "--list" | "--json" | "--markdown" | "--bench" | "--criu" | "--help" | "-h" => {
                     if let Some(value) = inline {
                         return Err(OptionsError(format!(
                             "{flag} takes no value (got `{value}`)"
@@ -118,7 +123,8 @@ impl Options {
     }
 
     /// Parses the `validator.<key>[=value]` words of a kernel command line
-    /// (`filter`, `timeout`, `stress`, `seed`, `workers`, `shell`, `bench`);
+    /// (`filter`, `timeout`, `stress`, `seed`, `workers`, `shell`, `bench`,
+    /// `criu`);
     /// other words are the kernel's and are ignored.
     pub fn from_cmdline(cmdline: &str) -> Result<Options, OptionsError> {
         let mut opts = Options::default();
@@ -130,13 +136,13 @@ impl Options {
                 (Some((key @ ("filter" | "timeout" | "stress" | "seed" | "workers"), value)), _) => {
                     opts.set_value(&format!("validator.{key}"), key, value)?
                 }
-                (None, key @ ("shell" | "bench")) => opts.set_flag(word, key)?,
+                (None, key @ ("shell" | "bench" | "criu")) => opts.set_flag(word, key)?,
                 (None, "filter" | "timeout" | "stress" | "seed" | "workers") => {
                     return Err(OptionsError(format!("{word} needs a value ({word}=...)")))
                 }
                 _ => {
                     return Err(OptionsError(format!(
-                        "unknown kernel command line option `{word}` (known: validator.filter=P, validator.timeout=S, validator.stress=D, validator.seed=N, validator.workers=N, validator.shell, validator.bench)"
+                        "unknown kernel command line option `{word}` (known: validator.filter=P, validator.timeout=S, validator.stress=D, validator.seed=N, validator.workers=N, validator.shell, validator.bench, validator.criu)"
                     )))
                 }
             }
@@ -185,6 +191,10 @@ impl Options {
             }
             "markdown" => {
                 self.markdown = true;
+                return Ok(());
+            }
+            "criu" => {
+                self.criu = true;
                 return Ok(());
             }
             "list" => Action::List,
@@ -367,6 +377,22 @@ mod tests {
         assert_eq!(o.stress, Some(Duration::from_secs(30)));
         assert_eq!((o.seed, o.workers), (Some(7), Some(8)));
         assert_eq!(Options::default().stress, None);
+    }
+
+    #[test]
+    fn criu_scenarios_are_asked_for_in_both_places() {
+        assert!(!Options::default().criu);
+        assert!(args("--list --json --criu").unwrap().criu);
+        assert!(
+            Options::from_cmdline("console=ttyS0 validator.criu")
+                .unwrap()
+                .criu
+        );
+        assert!(args("--criu=yes")
+            .unwrap_err()
+            .to_string()
+            .contains("takes no value"));
+        assert!(Options::from_cmdline("validator.criu=1").is_err());
     }
 
     #[test]

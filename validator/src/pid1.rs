@@ -67,7 +67,11 @@ fn run_options(opts: &Options) -> i32 {
         Action::Bench => return crate::bench::run(),
         Action::Run | Action::List | Action::Help => {}
     }
-    match crate::select(opts, opts.stress.is_some()) {
+    let asked = crate::scenarios::Asked {
+        stress: opts.stress.is_some(),
+        criu: opts.criu,
+    };
+    match crate::select(opts, asked) {
         Ok(selected) => suite::run(&selected, opts),
         Err(e) => {
             println!("# validator: {e}");

@@ -183,7 +183,8 @@ impl Workspace {
     }
 
     /// The validator initramfs (the same bytes for both variants): the
-    /// validator as /init, compat-exec and the i386 busybox. The
+    /// validator as /init, compat-exec and the i386 busybox (and criu for
+    /// the criu flavour, in a file of its own). The
     /// filter travels in it as a file, verbatim: the kernel command line
     /// would split it at spaces and read quotes its own way, so the guest
     /// would not select what `validator --list --filter` on the host did.
@@ -193,7 +194,7 @@ impl Workspace {
         filter: Option<&str>,
     ) -> Result<PathBuf> {
         let dir = paths::target().join("initramfs");
-        let out = dir.join("validator.cpio");
+        let out = dir.join(format!("validator{}.cpio", self.criu_suffix()));
         let filter_file = dir.join("validator-filter");
         let extra = match filter {
             Some(filter) => {
@@ -210,12 +211,34 @@ impl Workspace {
             None => String::new(),
         };
         let contents = Contents {
-            lists: &["validator.list"],
+            lists: self.validator_lists()?,
             vars: &programs.vars(),
             extra,
         };
         initramfs::pack(&self.layout.src(Variant::Vanilla), &contents, &out)?;
         Ok(out)
+    }
+
+    /// The initramfs lists of the validator guest: the criu flavour adds
+    /// the host's criu and its libraries (initramfs/criu.list).
+    fn validator_lists(&self) -> Result<&'static [&'static str]> {
+        if self.flavour != Flavour::Criu {
+            return Ok(&["validator.list"]);
+        }
+        anyhow::ensure!(
+            Path::new(deps::CRIU).is_file(),
+            "--flavour criu packs the host's {} into the guest, and it is missing: apt-get install criu",
+            deps::CRIU
+        );
+        Ok(&["validator.list", "criu.list"])
+    }
+
+    /// `-criu` for the criu flavour's initramfs, else nothing.
+    fn criu_suffix(&self) -> String {
+        match self.flavour {
+            Flavour::Criu => self.flavour.suffix(),
+            _ => String::new(),
+        }
     }
 
     /// busybox as /bin/sh, initramfs/shell-init as /init, the validator as
@@ -400,13 +423,16 @@ pub fn ensure_clean(report: &RunReport) -> Result<()> {
     Ok(())
 }
 
-/// Kernel command line words for the validator guest: the stress run, and
+/// Kernel command line words for the validator guest: the stress run,
 /// for the debug flavour an oops that does not end the run (the guest's
-/// default `oops=panic` is undone by the sysctl, applied later at boot).
+/// default `oops=panic` is undone by the sysctl, applied later at boot),
+/// and for the criu flavour the criu_* scenarios.
 fn validator_append(settings: &Settings) -> String {
     let mut words = Vec::new();
-    if settings.flavour == Flavour::Debug {
-        words.push("sysctl.kernel.panic_on_oops=0".to_string());
+    match settings.flavour {
+        Flavour::Debug => words.push("sysctl.kernel.panic_on_oops=0".to_string()),
+        Flavour::Criu => words.push("validator.criu".to_string()),
+        Flavour::Default => {}
     }
     let stress = [
         ("stress", settings.stress.clone()),
@@ -637,6 +663,7 @@ pub fn declared(programs: &Programs, settings: &Settings) -> Result<Vec<Declared
         &programs.validator,
         settings.filter.as_deref(),
         settings.stress.as_deref(),
+        settings.flavour == Flavour::Criu,
     )
 }
 

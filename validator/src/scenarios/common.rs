@@ -349,6 +349,48 @@ fn raise_and_check_in_child(
     }
 }
 
+/// Programs the validator initramfs carries (initramfs/validator.list and
+/// initramfs/criu.list) for the scenarios that run real programs.
+pub const COMPAT_EXEC: &str = "/bin/compat-exec";
+pub const BUSYBOX_I386: &str = "/bin/busybox-i386";
+pub const CRIU: &str = "/usr/sbin/criu";
+/// compat-exec's own failure (docs/compat-exec.md).
+pub const COMPAT_EXEC_FAILED: i32 = 125;
+
+/// Skips, naming the first absent program: a validator run on a host has
+/// none of them; in the VM a skip is unexpected.
+pub fn require_programs(programs: &[&str]) -> Outcome {
+    for program in programs {
+        if !std::path::Path::new(program).is_file() {
+            crate::skip!("{program} is absent: the validator initramfs carries it (initramfs/validator.list, criu.list); a host run has neither");
+        }
+    }
+    Ok(())
+}
+
+/// compat-exec's refusal to switch, given its exit status and stderr: on a
+/// kernel without the series it exits 125 with `ARCH_SET_COMPAT is not
+/// supported by this kernel: EINVAL`, and that errno is the reason. Any
+/// other 125 is an unnamed failure; another status is not a refusal.
+pub fn compat_exec_refusal(exit: Exit, stderr: &str) -> Outcome {
+    if exit != Exit::Code(COMPAT_EXEC_FAILED) {
+        return Ok(());
+    }
+    diag!("compat-exec {exit}: {}", stderr.trim_end());
+    let line = stderr.lines().find(|l| l.contains("ARCH_SET_COMPAT"));
+    match line.and_then(|l| l.rsplit(": ").next()) {
+        Some(errno) if contract::reason::check(errno).is_ok() => fail_because!(
+            errno,
+            "compat-exec could not switch the process: {}",
+            line.unwrap_or_default()
+        ),
+        _ => Err(Failure::Fail(format!(
+            "compat-exec failed (status {COMPAT_EXEC_FAILED}) before running the program: {}",
+            stderr.trim_end()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The scenario catalogue, in run order: upstream behaviour first (expected
 //! to pass on both kernels), then what the series adds, then what runs only
-//! when asked (the stress run).
+//! when asked (the stress run, and the criu_* scenarios that need Debian's
+//! criu in the guest and the criu kernel flavour).
 
 use crate::runner::Scenario;
 use std::time::Duration;
@@ -12,6 +13,7 @@ pub mod compat_process;
 pub mod compat_rollback;
 pub mod compat_switch;
 pub mod criu;
+pub mod criu_tool;
 pub mod gate;
 pub mod introspection;
 pub mod memory;
@@ -41,18 +43,42 @@ pub fn all() -> Vec<&'static Scenario> {
     .collect()
 }
 
-/// Scenarios that run only when asked for (`--stress`).
-pub fn on_request() -> Vec<&'static Scenario> {
-    stress::SCENARIOS.iter().collect()
+/// Which of the scenarios that run only when asked for are asked for:
+/// the stress run (`--stress`) and the criu_* ones (`--criu`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub stress: bool,
+    pub criu: bool,
+}
+
+impl Asked {
+    pub const NONE: Asked = Asked {
+        stress: false,
+        criu: false,
+    };
+    /// Everything: what docs/scenarios.md lists.
+    pub const ALL: Asked = Asked {
+        stress: true,
+        criu: true,
+    };
+}
+
+/// The scenarios that run only when asked for, of those `asked`.
+pub fn on_request(asked: Asked) -> Vec<&'static Scenario> {
+    let criu: &[Scenario] = if asked.criu {
+        criu_tool::SCENARIOS
+    } else {
+        &[]
+    };
+    let stress: &[Scenario] = if asked.stress { stress::SCENARIOS } else { &[] };
+    criu.iter().chain(stress).collect()
 }
 
 /// The scenarios to run or list: every one of `all()`, plus those of
-/// `on_request()` when `requested`, narrowed by the filter.
-pub fn select(filter: Option<&str>, requested: bool) -> Result<Vec<&'static Scenario>, String> {
+/// `on_request()` that are `asked` for, narrowed by the filter.
+pub fn select(filter: Option<&str>, asked: Asked) -> Result<Vec<&'static Scenario>, String> {
     let mut all = all();
-    if requested {
-        all.extend(on_request());
-    }
+    all.extend(on_request(asked));
     filter_ids(all, filter)
 }
 
@@ -63,10 +89,12 @@ pub fn configure_stress(duration: Duration, seed: Option<u64>, workers: u32) {
 }
 
 /// How long `s` may run: the per-scenario timeout, plus the stress
-/// duration for the stress run.
+/// duration for the stress run, plus criu's commands for criu's scenarios.
 pub fn time_allowed(s: &Scenario, timeout: Duration) -> Duration {
     if s.id == stress::ID {
         timeout + stress::extra_time()
+    } else if criu_tool::is_criu_tool(s) {
+        timeout + criu_tool::EXTRA_TIME
     } else {
         timeout
     }
@@ -120,7 +148,7 @@ mod tests {
 
     #[test]
     fn ids_are_stable_names_and_unique() {
-        let all = select(None, true).unwrap();
+        let all = select(None, Asked::ALL).unwrap();
         let mut seen = std::collections::HashSet::new();
         for s in &all {
             assert!(
@@ -136,7 +164,10 @@ mod tests {
 
     #[test]
     fn filter_selects_by_substring_and_glob() {
-        let n = |f, asked| select(f, asked).map(|s| s.len()).unwrap_or(0);
+        let n = |f, asked: bool| {
+            let asked = if asked { Asked::ALL } else { Asked::NONE };
+            select(f, asked).map(|s| s.len()).unwrap_or(0)
+        };
         assert_eq!(n(Some("gate_round_trip"), false), 1);
         assert!(n(Some("set_compat"), false) >= 4);
         assert_eq!(n(Some("int80_*_below_4g"), false), 3);
@@ -147,17 +178,48 @@ mod tests {
 
     #[test]
     fn stress_runs_only_when_asked() {
-        let ids = |f, asked| -> Vec<&str> {
-            select(f, asked)
-                .unwrap_or_default()
-                .iter()
-                .map(|s| s.id)
-                .collect()
+        let ids = |f, stress| -> Vec<&str> {
+            select(
+                f,
+                Asked {
+                    stress,
+                    criu: false,
+                },
+            )
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.id)
+            .collect()
         };
         assert!(!ids(None, false).contains(&stress::ID));
-        assert!(select(Some("stress_compat_mode"), false).is_err());
+        assert!(select(Some("stress_compat_mode"), Asked::NONE).is_err());
         assert_eq!(ids(Some("stress_compat_mode"), true), [stress::ID]);
         assert_eq!(ids(None, true).last(), Some(&stress::ID));
+    }
+
+    #[test]
+    fn criu_scenarios_run_only_when_asked() {
+        let ids = |f, criu| -> Vec<&str> {
+            select(
+                f,
+                Asked {
+                    stress: false,
+                    criu,
+                },
+            )
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.id)
+            .collect()
+        };
+        let criu: Vec<&str> = criu_tool::SCENARIOS.iter().map(|s| s.id).collect();
+        assert!(criu.len() >= 3);
+        assert!(ids(None, false).iter().all(|id| !criu.contains(id)));
+        assert!(select(Some("criu_tool_"), Asked::NONE).is_err());
+        assert_eq!(ids(Some("criu_tool_"), true), criu);
+        assert!(ids(None, true).ends_with(&criu));
+        let everything = select(None, Asked::ALL).unwrap();
+        assert_eq!(everything.last().map(|s| s.id), Some(stress::ID));
     }
 
     #[test]
@@ -168,7 +230,7 @@ mod tests {
             ",",
             "gate_round_trip_x",
         ] {
-            let e = select(Some(f), false).err().expect("an error");
+            let e = select(Some(f), Asked::NONE).err().expect("an error");
             assert!(e.contains(&format!("`{f}` selects no scenario")), "{e}");
             for s in all() {
                 assert!(e.contains(s.id), "{} missing from {e}", s.id);

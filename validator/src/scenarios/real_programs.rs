@@ -10,10 +10,11 @@
 //! before touching anything, with status 125 and `ARCH_SET_COMPAT is not
 //! supported by this kernel: EINVAL`: the scenario fails on that errno.
 
+use crate::diag;
 use crate::runner::{Checks, Failure, Outcome, Scenario};
+use crate::scenarios::common::{compat_exec_refusal, require_programs, BUSYBOX_I386, COMPAT_EXEC};
 use crate::scenarios::series::series;
 use crate::sys::{self, FOUR_GIB};
-use crate::{diag, fail_because, skip};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -125,11 +126,6 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
-/// Where the validator initramfs puts them (initramfs/validator.list).
-pub const COMPAT_EXEC: &str = "/bin/compat-exec";
-pub const BUSYBOX_I386: &str = "/bin/busybox-i386";
-/// compat-exec's own failure (docs/compat-exec.md).
-const COMPAT_EXEC_FAILED: i32 = 125;
 /// The working folder: inputs, and `bin/` with the applet links.
 const WORK: &str = "/tmp/real-programs";
 /// The applets the commands and their shells call.
@@ -155,6 +151,7 @@ const APPLETS: &[&str] = &[
 
 /// One run of the i386 busybox: its status as text, stdout and stderr.
 struct Ran {
+    exit: sys::Exit,
     status: String,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -175,11 +172,7 @@ enum Via {
 
 /// Skips unless both programs are there, then creates the working folder.
 fn prepare() -> Outcome {
-    for program in [COMPAT_EXEC, BUSYBOX_I386] {
-        if !Path::new(program).is_file() {
-            skip!("{program} is absent: the validator initramfs carries it (initramfs/validator.list); a host run has neither");
-        }
-    }
+    require_programs(&[COMPAT_EXEC, BUSYBOX_I386])?;
     let bin = format!("{WORK}/bin");
     std::fs::create_dir_all(&bin).map_err(|e| Failure::Fail(format!("mkdir {bin}: {e}")))?;
     for applet in APPLETS {
@@ -217,43 +210,29 @@ fn run(via: Via, args: &[&str], input: Input) -> Result<Ran, Failure> {
         stdin: &stdin,
         stdout: &stdout,
         stderr: &stderr,
+        new_session: false,
     };
     let exit = sys::run_program(&program, RUN_MS)
         .map_err(|e| Failure::Fail(format!("cannot run {}: {e}", argv.join(" "))))?;
+    let read = |f: &str| std::fs::read(f).map_err(|e| Failure::Fail(format!("read {f}: {e}")));
+    let stdout_bytes = read(&stdout)?;
+    let stderr_bytes = read(&stderr)?;
     let status = match exit {
         sys::Exit::Code(code) => format!("exit status {code}"),
         sys::Exit::Signal(sig) => format!("killed by {}", sys::signal_name(sig)),
         sys::Exit::TimedOut => format!("timed out after {RUN_MS} ms"),
     };
-    let read = |f: &str| std::fs::read(f).map_err(|e| Failure::Fail(format!("read {f}: {e}")));
     Ok(Ran {
+        exit,
         status,
-        stdout: read(&stdout)?,
-        stderr: read(&stderr)?,
+        stdout: stdout_bytes,
+        stderr: stderr_bytes,
     })
 }
 
-/// Fails on compat-exec's own refusal to switch: on a kernel without the
-/// series its status is 125 and stderr ends `ARCH_SET_COMPAT is not
-/// supported by this kernel: EINVAL`, and that errno is the reason.
+/// Fails on compat-exec's refusal to switch (EINVAL on vanilla).
 fn refused(ran: &Ran) -> Outcome {
-    let stderr = String::from_utf8_lossy(&ran.stderr);
-    if ran.status != format!("exit status {COMPAT_EXEC_FAILED}") {
-        return Ok(());
-    }
-    diag!("compat-exec {}: {}", ran.status, stderr.trim_end());
-    let line = stderr.lines().find(|l| l.contains("ARCH_SET_COMPAT"));
-    match line.and_then(|l| l.rsplit(": ").next()) {
-        Some(errno) if contract::reason::check(errno).is_ok() => fail_because!(
-            errno,
-            "compat-exec could not switch the process: {}",
-            line.unwrap_or_default()
-        ),
-        _ => Err(Failure::Fail(format!(
-            "compat-exec failed (status 125) before running the program: {}",
-            stderr.trim_end()
-        ))),
-    }
+    compat_exec_refusal(ran.exit, &String::from_utf8_lossy(&ran.stderr))
 }
 
 /// Runs ARGS by plain execve, then through compat-exec; fails on a refused

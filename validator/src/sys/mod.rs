@@ -342,12 +342,20 @@ pub struct Program<'a> {
     pub stdin: &'a str,
     pub stdout: &'a str,
     pub stderr: &'a str,
+    /// setsid() before execve: a process tree of its own, as CRIU wants
+    /// what it checkpoints.
+    pub new_session: bool,
 }
 
 /// Runs `p` with fork and execve and waits at most `ms` for it. Files, not
 /// pipes, and not std::process: the test kernel has no AF_UNIX, which
 /// Rust's process spawning uses. An execve failure is exit status 127.
 pub fn run_program(p: &Program, ms: u64) -> Result<Exit, String> {
+    Ok(wait_exit(spawn_program(p)?, ms))
+}
+
+/// Starts `p` (see [`run_program`]); returns its pid.
+pub fn spawn_program(p: &Program) -> Result<i32, String> {
     let c = |s: &str| std::ffi::CString::new(s).map_err(|e| format!("{s:?}: {e}"));
     let path = c(p.path)?;
     let argv: Vec<std::ffi::CString> = p.argv.iter().map(|a| c(a)).collect::<Result<_, _>>()?;
@@ -378,12 +386,34 @@ pub fn run_program(p: &Program, ms: u64) -> Result<Exit, String> {
                     libc::_exit(126);
                 }
             }
-            if libc::chdir(dir.as_ptr()) != 0 {
+            if libc::chdir(dir.as_ptr()) != 0 || (p.new_session && libc::setsid() < 0) {
                 libc::_exit(126);
             }
             libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
             libc::_exit(127);
         }
     }
-    Ok(wait_exit(pid, ms))
+    Ok(pid)
+}
+
+/// Brings the loopback interface up (CRIU binds a TCP socket to 127.0.0.1
+/// to probe TCP repair; the guest's init configures no network).
+pub fn loopback_up() -> Result<(), i32> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+    let r = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) };
+    let e = errno();
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(e);
+    }
+    Ok(())
 }

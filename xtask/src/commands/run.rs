@@ -7,7 +7,7 @@ use crate::pipeline::{self, Workspace};
 use crate::results::bundle;
 use crate::results::stress;
 use crate::results::table::{self, Verdicts};
-use crate::results::{exit, junit, report};
+use crate::results::{exit, junit};
 use crate::vm::qemu::Qemu;
 use anyhow::Result;
 use std::path::Path;
@@ -23,11 +23,7 @@ pub fn run(
 ) -> Result<i32> {
     let settings = opts.settings();
     let programs = pipeline::programs()?;
-    let declared = report::declared(
-        &programs.validator,
-        settings.filter.as_deref(),
-        settings.stress.as_deref(),
-    )?;
+    let declared = pipeline::declared(&programs, &settings)?;
     let ws = Workspace::open(&settings)?;
     let kernel = ws.kernel(variant)?;
     let initrd = ws.validator_initramfs(&programs, settings.filter.as_deref())?;

@@ -7,6 +7,9 @@ use anyhow::{bail, Result};
 use std::path::Path;
 
 pub const BUSYBOX: &str = "/bin/busybox";
+/// Debian's criu, packed into the guest by the criu flavour only (so it is
+/// not a need of every run: the flavour checks for it).
+pub const CRIU: &str = "/usr/sbin/criu";
 
 /// Something we need on the host, and the package that provides it.
 #[derive(Debug, Clone)]

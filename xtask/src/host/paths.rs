@@ -51,6 +51,11 @@ pub fn debug_fragment() -> PathBuf {
     root().join("qemu").join("debug.config")
 }
 
+/// The criu flavour's options, merged after `config_fragment()`.
+pub fn criu_fragment() -> PathBuf {
+    root().join("qemu").join("criu.config")
+}
+
 /// Imported kernel sources and their build directories, one folder per source.
 pub fn kernels() -> PathBuf {
     target().join("kernel")

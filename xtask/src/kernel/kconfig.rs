@@ -10,20 +10,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The fragment a flavour builds with: qemu/kernel.config, and for the
-/// debug flavour qemu/debug.config after it, as one file in `build` (so
-/// that merge_config.sh, the check after olddefconfig and the cache key
-/// all see every option).
+/// debug and criu flavours qemu/debug.config or qemu/criu.config after it,
+/// as one file in `build` (so that merge_config.sh, the check after
+/// olddefconfig and the cache key all see every option).
 pub fn fragment_for(flavour: Flavour, build: &Path) -> Result<PathBuf> {
     let base = paths::config_fragment();
-    if flavour == Flavour::Default {
-        return Ok(base);
-    }
+    let extra = match flavour {
+        Flavour::Default => return Ok(base),
+        Flavour::Debug => paths::debug_fragment(),
+        Flavour::Criu => paths::criu_fragment(),
+    };
     let mut text = std::fs::read_to_string(&base)
         .with_context(|| format!("cannot read {}", base.display()))?;
-    let debug = paths::debug_fragment();
     text.push_str(
-        &std::fs::read_to_string(&debug)
-            .with_context(|| format!("cannot read {}", debug.display()))?,
+        &std::fs::read_to_string(&extra)
+            .with_context(|| format!("cannot read {}", extra.display()))?,
     );
     std::fs::create_dir_all(build).with_context(|| format!("cannot create {}", build.display()))?;
     let out = build.join(format!("fragment{}.config", flavour.suffix()));
@@ -206,6 +207,35 @@ mod tests {
                     .map(|(k, v)| format!("{k}={v}\n"))
                     .collect::<String>()
             )
+        );
+    }
+
+    #[test]
+    fn the_criu_fragment_adds_its_options_and_keeps_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let merged = fragment_for(Flavour::Criu, dir.path()).unwrap();
+        let options = parse(&std::fs::read_to_string(merged).unwrap());
+        for option in [
+            "CONFIG_IA32_EMULATION",
+            "CONFIG_UNIX",
+            "CONFIG_NF_TABLES_INET",
+            "CONFIG_CGROUPS",
+            "CONFIG_ADVISE_SYSCALLS",
+        ] {
+            assert_eq!(
+                options.get(option).map(String::as_str),
+                Some("y"),
+                "{option}"
+            );
+        }
+        let base = parse(&std::fs::read_to_string(paths::config_fragment()).unwrap());
+        assert!(
+            !base.contains_key("CONFIG_UNIX"),
+            "criu's options stay out of kernel.config"
+        );
+        assert!(
+            !options.contains_key("CONFIG_KASAN"),
+            "not the debug fragment"
         );
     }
 

@@ -23,14 +23,17 @@ pub enum Variant {
 }
 
 /// How a kernel is configured: the test VM's fragment alone (`default`,
-/// fast), or with the debug fragment on top (`debug`: KASAN, lockdep,
-/// DEBUG_VM, UBSAN, KFENCE, kmemleak; qemu/debug.config).
+/// fast), or with a fragment of its own on top: `debug` (KASAN, lockdep,
+/// DEBUG_VM, UBSAN, KFENCE, kmemleak; qemu/debug.config) or `criu` (what
+/// Debian's criu needs to check, dump and restore in the guest; the guest
+/// then carries criu and runs the `criu_*` scenarios; qemu/criu.config).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Flavour {
     #[default]
     Default,
     Debug,
+    Criu,
 }
 
 impl Flavour {
@@ -46,7 +49,7 @@ impl Flavour {
     pub fn suffix(self) -> String {
         match self {
             Flavour::Default => String::new(),
-            Flavour::Debug => format!("-{}", self.name()),
+            Flavour::Debug | Flavour::Criu => format!("-{}", self.name()),
         }
     }
 }

@@ -101,12 +101,14 @@ pub fn parse_declared(json: &str) -> Result<Vec<Declared>> {
 
 /// Asks the (host-runnable) validator binary what it will run and expects,
 /// with the same filter the guest gets, so the two always agree.
-/// The scenarios a run will report: with the run's filter, and with the
-/// stress scenario when the run asks for one (`stress`: its duration).
+/// The scenarios a run will report: with the run's filter, with the
+/// stress scenario when the run asks for one (`stress`: its duration), and
+/// with the criu_* scenarios when `criu` (the criu flavour).
 pub fn declared(
     validator: &Path,
     filter: Option<&str>,
     stress: Option<&str>,
+    criu: bool,
 ) -> Result<Vec<Declared>> {
     let mut list = Cmd::new(validator).args(["--list", "--json"]);
     if let Some(filter) = filter {
@@ -114,6 +116,9 @@ pub fn declared(
     }
     if let Some(stress) = stress {
         list = list.arg("--stress").arg(stress);
+    }
+    if criu {
+        list = list.arg("--criu");
     }
     let json = list
         .read()

@@ -154,7 +154,7 @@ fn check_compare(opts: &RunOpts) -> Result<()> {
     // Every declared scenario has its row, no more: the table is read back
     // from the Markdown file, the declarations from the validator itself.
     let programs = pipeline::programs()?;
-    let declared = report::declared(&programs.validator, opts.filter.as_deref(), None)?;
+    let declared = report::declared(&programs.validator, opts.filter.as_deref(), None, false)?;
     let md = std::fs::read_to_string(paths::results().join("compare.md"))?;
     let rows = table_rows(&md);
     ensure!(
