@@ -225,11 +225,9 @@ impl Workspace {
         if self.flavour != Flavour::Criu {
             return Ok(&["validator.list"]);
         }
-        anyhow::ensure!(
-            Path::new(deps::CRIU).is_file(),
-            "--flavour criu packs the host's {} into the guest, and it is missing: apt-get install criu",
-            deps::CRIU
-        );
+        // Installed like every other package the run needs (or the exact
+        // apt-get line when that is not possible).
+        deps::ensure(&deps::needed_for_criu())?;
         Ok(&["validator.list", "criu.list"])
     }
 

@@ -80,6 +80,11 @@ pub fn needed_for(source_needs: Vec<Need>) -> Vec<Need> {
 /// ptrace_syscall), and
 /// checkpatch's SPDX check runs scripts/spdxcheck.py with Debian's python3,
 /// which needs ply and GitPython.
+/// Debian's criu, which the criu flavour packs into its guest.
+pub fn needed_for_criu() -> Vec<Need> {
+    vec![file(CRIU, "criu")]
+}
+
 pub fn needed_for_selftests() -> Vec<Need> {
     vec![
         file("/usr/lib32/crt1.o", "gcc-multilib"),
