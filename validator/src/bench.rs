@@ -112,14 +112,8 @@ fn set_compat_native_pair() -> Result<(), String> {
     })?;
     let mut failure = None;
     measure("arch_set_compat_native_pair", 20, || {
-        let a = sys::switch_mode(sys::ARCH_SET_COMPAT, 0);
-        let b = sys::switch_mode(sys::ARCH_SET_NATIVE, 0);
-        if failure.is_none() && (a.is_err() || b.is_err()) {
-            failure = Some(format!(
-                "ARCH_SET_COMPAT {} / ARCH_SET_NATIVE {}",
-                sys::show(a),
-                sys::show(b)
-            ));
+        if let Err(e) = sys::compat_native_pair() {
+            failure.get_or_insert(e);
         }
     });
     failure.map_or(Ok(()), Err)

@@ -92,6 +92,21 @@ pub fn switch_mode(code: i32, addr: u64) -> Result<u64, i32> {
     arch_prctl(code, &mut inout as *mut u64 as u64).map(|_| inout)
 }
 
+/// ARCH_SET_COMPAT then ARCH_SET_NATIVE, both at the kernel's choice of
+/// address (what the benchmarks time and count); Err names both results.
+pub fn compat_native_pair() -> Result<(), String> {
+    let a = switch_mode(ARCH_SET_COMPAT, 0);
+    let b = switch_mode(ARCH_SET_NATIVE, 0);
+    match (a, b) {
+        (Ok(_), Ok(_)) => Ok(()),
+        _ => Err(format!(
+            "ARCH_SET_COMPAT {} / ARCH_SET_NATIVE {}",
+            show(a),
+            show(b)
+        )),
+    }
+}
+
 /// ARCH_GET_COMPAT: Ok(0 or 1) on a kernel with the series.
 pub fn get_compat() -> Result<u64, i32> {
     let mut v: u64 = 0xdead;
