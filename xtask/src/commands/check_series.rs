@@ -436,18 +436,32 @@ fn x32_uprobes(ws: &Workspace, settings: &Settings) -> Result<String> {
     let initrd = selftest_initramfs(ws, &binaries)?;
     let qemu = Qemu::find()?;
     let log = paths::results().join("selftests-x32.log");
+    let console = boot_selftests(&kernel, "X32_ABI=y", &initrd, &qemu, settings, &log)?;
+    judge_x32(&console, &log)
+}
+
+/// Boots `kernel` (called `label` in messages) into the selftests guest,
+/// logging to `log`; its console, with no splat on it.
+fn boot_selftests(
+    kernel: &Kernel,
+    label: &str,
+    initrd: &Path,
+    qemu: &Qemu,
+    settings: &Settings,
+    log: &Path,
+) -> Result<Vec<String>> {
     let guest = Guest {
-        qemu: &qemu,
+        qemu,
         kernel: &kernel.boot_image,
-        initrd: &initrd,
+        initrd,
         append: String::new(),
         extra_args: Vec::new(),
     };
-    let step = ui::Step::start("Running x86 selftests on the X32_ABI=y kernel");
-    let booted = pipeline::boot_without_splats(&guest, settings, &log)
-        .context("x86 selftests on the X32_ABI=y kernel")?;
+    let step = ui::Step::start(format!("Running x86 selftests on the {label} kernel"));
+    let booted = pipeline::boot_without_splats(&guest, settings, log)
+        .with_context(|| format!("x86 selftests on the {label} kernel"))?;
     step.finish("done");
-    judge_x32(&booted.boot.console, &log)
+    Ok(booted.boot.console)
 }
 
 fn judge_x32(console: &[String], log: &Path) -> Result<String> {
@@ -482,21 +496,8 @@ fn selftests(ws: &Workspace, settings: &Settings) -> Result<String> {
     for variant in Variant::BOTH {
         let kernel = ws.kernel(variant)?;
         let log = paths::results().join(format!("selftests-{}.log", variant.name()));
-        let guest = Guest {
-            extra_args: Vec::new(),
-            qemu: &qemu,
-            kernel: &kernel.boot_image,
-            initrd: &initrd,
-            append: String::new(),
-        };
-        let step = ui::Step::start(format!(
-            "Running x86 selftests on the {} kernel",
-            variant.name()
-        ));
-        let booted = pipeline::boot_without_splats(&guest, settings, &log)
-            .with_context(|| format!("x86 selftests on the {} kernel", variant.name()))?;
-        step.finish("done");
-        let exits = parse_exits(&booted.boot.console);
+        let console = boot_selftests(&kernel, &variant.name(), &initrd, &qemu, settings, &log)?;
+        let exits = parse_exits(&console);
         anyhow::ensure!(
             exits.len() == binaries.len(),
             "{} kernel reported {} of {} selftests; console: {}",
