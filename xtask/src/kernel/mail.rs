@@ -94,7 +94,7 @@ impl Mail {
 }
 
 /// `[PATCH v2 03/10] title` → `title` (one leading bracket group).
-fn strip_prefix(subject: &str) -> &str {
+pub fn strip_prefix(subject: &str) -> &str {
     match subject.strip_prefix('[').and_then(|s| s.split_once(']')) {
         Some((_, rest)) => rest.trim_start(),
         None => subject,

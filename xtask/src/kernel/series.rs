@@ -4,6 +4,7 @@
 //! built or reused.
 
 use crate::kernel::git::git;
+use crate::kernel::mail;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ impl Patch {
     }
 }
 
+/// Unlike `mail::Mail::parse`, any patch file with a `Subject:` header,
+/// not only a git format-patch mail (a quilt patch has no mbox line).
 fn subject_of(text: &str) -> Option<String> {
     let mut lines = text.lines().take_while(|l| !l.is_empty());
     let first = lines.find_map(|l| l.strip_prefix("Subject:"))?;
@@ -32,12 +35,7 @@ fn subject_of(text: &str) -> Option<String> {
         subject.push(' ');
         subject.push_str(line.trim());
     }
-    if subject.starts_with('[') {
-        if let Some(end) = subject.find(']') {
-            subject = subject[end + 1..].trim_start().to_string();
-        }
-    }
-    Some(subject)
+    Some(mail::strip_prefix(&subject).to_string())
 }
 
 #[derive(Debug, Clone)]
