@@ -154,6 +154,30 @@ pub enum Restorer {
 /// Reason token: the handler's return address is not the expected restorer.
 pub const WRONG_RESTORER: &str = "wrong-restorer";
 
+/// Reason token: the handler returned into the page mapped where an
+/// unmapped vDSO was (see `stale_vdso_trap`).
+pub const STALE_VDSO: &str = "stale-vdso";
+
+/// Exit status of the code `stale_vdso_trap` returns: reaching it means a
+/// signal frame returned to where an unmapped vDSO used to be.
+pub const CHILD_IN_STALE_VDSO: i32 = 4;
+
+/// 32-bit code to map over the range an unmapped vDSO occupied, `len`
+/// bytes: a NOP slide to `exit_group(CHILD_IN_STALE_VDSO)` through int
+/// 0x80, so any return address inside the range ends the process with
+/// that status instead of running whatever happens to be there.
+pub fn stale_vdso_trap(len: usize) -> Vec<u8> {
+    let status = CHILD_IN_STALE_VDSO as u8;
+    let exit: [u8; 12] = [
+        0xb8, 0xfc, 0x00, 0x00, 0x00, // mov $252 (exit_group), %eax
+        0xbb, status, 0x00, 0x00, 0x00, // mov $status, %ebx
+        0xcd, 0x80, // int $0x80
+    ];
+    let mut code = vec![0x90; len - exit.len()];
+    code.extend_from_slice(&exit);
+    code
+}
+
 /// Installs the 32-bit recording handler for SIGUSR1 with compat
 /// rt_sigaction (int 0x80 from 64-bit code, so SA_IA32_ABI is set).
 pub fn install_compat_handler(with_restorer: bool, frame: Frame) -> Result<(), i32> {
@@ -278,6 +302,10 @@ pub fn raise_in_32bit(restorer: Restorer, frame: Frame) -> Outcome {
         Exit::Code(CHILD_WRONG_RESTORER) => fail_because!(
             WRONG_RESTORER,
             "the handler did not return through the expected restorer"
+        ),
+        Exit::Code(CHILD_IN_STALE_VDSO) => fail_because!(
+            STALE_VDSO,
+            "the handler returned into the page mapped where the unmapped vDSO was"
         ),
         Exit::Signal(sig) => fail_because!(
             runner::signal_reason(sig),

@@ -33,6 +33,8 @@ pub mod patches {
     pub const RETCODE: &str = "on-stack retcode";
     /// 0003: compat mmap()/mremap() ranges end at 4 GiB.
     pub const COMPAT_BOUNDS: &str = "Bound compat mmap() and mremap()";
+    /// 0004: munmap() of [vdso] clears context.vdso.
+    pub const FORGET_VDSO: &str = "Forget the vDSO address";
     /// 0008: the interface itself; every scenario that needs it changes here.
     pub const ABI: &str = "Add ARCH_SET_COMPAT";
 }

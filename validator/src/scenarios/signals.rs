@@ -2,9 +2,13 @@
 
 use crate::diag;
 use crate::runner::{Expect, Outcome, Scenario};
-use crate::scenarios::common::{both_frames, raise_in_32bit, Frame, Restorer};
+use crate::scenarios::common::{
+    both_frames, free_low_address, raise_in_32bit, stale_vdso_trap, Frame, Restorer, STALE_VDSO,
+};
 use crate::scenarios::series::patches;
 use crate::sys;
+use crate::sys::{thunks, vdso};
+use crate::{ensure, fail};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -40,6 +44,19 @@ pub const SCENARIOS: &[Scenario] = &[
         changed_by: Some(patches::RETCODE),
         run: compat_sigaction_no_restorer,
     },
+    Scenario {
+        id: "compat_signal_after_vdso32_munmap",
+        description: "After ARCH_MAP_VDSO_32 and munmap() of that [vdso], with code mapped where it was, a compat \
+                      handler without SA_RESTORER (rt and non-rt frame) returns through the retcode on its \
+                      (executable) stack, not into the new code",
+        proves: "Vanilla keeps context.vdso after the vDSO is unmapped and sends the handler's return to the stale \
+                 address plus __kernel_sigreturn's offset, into whatever was mapped there since; with the vDSO \
+                 address forgotten on munmap() the kernel falls back to the frame's retcode.",
+        vanilla: Expect::fail(STALE_VDSO),
+        patched: Expect::PASS,
+        changed_by: Some(patches::FORGET_VDSO),
+        run: compat_signal_after_vdso32_munmap,
+    },
 ];
 
 fn compat_sigaction_ia32_frame() -> Outcome {
@@ -55,5 +72,58 @@ fn compat_sigaction_no_restorer() -> Outcome {
         .map(|m| m.line)
         .unwrap_or_else(|| "none".into());
     diag!("vDSO while the signal is delivered: {vdso}");
+    both_frames(Restorer::Retcode)
+}
+
+fn compat_signal_after_vdso32_munmap() -> Outcome {
+    thunks::low();
+    let removed = vdso::unmap_all();
+    diag!("unmapped the 64-bit vDSO: {}", removed.join(", "));
+    // From here on glibc's cached vDSO pointers dangle: no clock calls.
+    let hint = free_low_address(1 << 20)?;
+    let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
+    ensure!(
+        r.is_ok(),
+        "ARCH_MAP_VDSO_32 at {hint:#x} failed: {}",
+        sys::show(r)
+    );
+    let Some(v32) = sys::find_map("[vdso]") else {
+        fail!("ARCH_MAP_VDSO_32 succeeded but no [vdso] is listed");
+    };
+    diag!("32-bit vDSO: {}", v32.line);
+    if let Some(image) = vdso::MappedVdso::find() {
+        for symbol in ["__kernel_rt_sigreturn", "__kernel_sigreturn"] {
+            let at = image
+                .symbol(symbol)
+                .map_or_else(|e| e, |a| format!("{a:#x}"));
+            diag!("a stale context.vdso would send a frame to {symbol} at {at}");
+        }
+    }
+    let len = v32.end - v32.start;
+    let r = sys::munmap(v32.start, len);
+    ensure!(r.is_ok(), "munmap of [vdso] failed: {}", sys::show(r));
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+    let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+    let r = sys::mmap(v32.start, len, prot, flags, -1, 0);
+    ensure!(
+        r == Ok(v32.start),
+        "mapping the trap where [vdso] was ({:#x}) gave {}",
+        v32.start,
+        sys::show(r)
+    );
+    let trap = stale_vdso_trap(len as usize);
+    unsafe {
+        std::ptr::copy_nonoverlapping(trap.as_ptr(), v32.start as *mut u8, trap.len());
+    }
+    ensure!(
+        sys::find_map("[vdso]").is_none(),
+        "a [vdso] is still listed after its munmap()"
+    );
+    diag!(
+        "code mapped at {:#x}-{:#x}: any return there exits with status {}",
+        v32.start,
+        v32.end,
+        crate::scenarios::common::CHILD_IN_STALE_VDSO
+    );
     both_frames(Restorer::Retcode)
 }
