@@ -31,6 +31,7 @@ pub struct PerPatchRuns {
 /// Builds (or takes from the shelf) the kernel after each prefix, then
 /// boots them with the validator, two at a time.
 pub fn collect(settings: &Settings) -> Result<PerPatchRuns> {
+    refuse_flavour(settings.flavour)?;
     let programs = programs()?;
     let declared = declared(&programs, settings)?;
     let ws = Workspace::open(settings)?;
@@ -76,6 +77,20 @@ pub fn collect(settings: &Settings) -> Result<PerPatchRuns> {
     })
 }
 
+/// The matrix's ends are the workspace's builds, of the flavour asked for,
+/// and the prefixes between them the shelf's, built with the test VM's
+/// fragment only: another flavour would compare kernels configured
+/// differently. Refused before anything is built.
+fn refuse_flavour(flavour: Flavour) -> Result<()> {
+    anyhow::ensure!(
+        flavour == Flavour::Default,
+        "compare --per-patch boots prefix kernels built with the test VM's fragment only; \
+         drop --flavour {} (to stress a prefix, apply it and use `run --flavour {0}`)",
+        flavour.name()
+    );
+    Ok(())
+}
+
 pub struct Prefixes<'a> {
     ws: &'a Workspace,
     pub tree: PathBuf,
@@ -86,12 +101,9 @@ pub struct Prefixes<'a> {
 
 impl<'a> Prefixes<'a> {
     /// The bisect worktree, created at the source's commit if missing.
+    /// Its builds use the test VM's fragment whatever the workspace's
+    /// flavour (check-series builds them next to its debug selftests).
     pub fn open(ws: &'a Workspace) -> Result<Prefixes<'a>> {
-        anyhow::ensure!(
-            ws.flavour == Flavour::Default,
-            "prefix builds use the test VM's fragment only; drop --flavour {}",
-            ws.flavour.name()
-        );
         let dir = ws.layout.extra("bisect");
         let log = ws.layout.logs().join("bisect.log");
         let vanilla = ws.layout.src(Variant::Vanilla);
@@ -202,6 +214,23 @@ impl<'a> Prefixes<'a> {
             series_hash: applied_tree,
             fragment,
             jobs: self.ws.jobs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_patch_refuses_every_flavour_but_the_default() {
+        assert!(refuse_flavour(Flavour::Default).is_ok());
+        for flavour in [Flavour::Debug, Flavour::Criu] {
+            let err = refuse_flavour(flavour).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("drop --flavour {}", flavour.name())),
+                "{err}"
+            );
         }
     }
 }
