@@ -2,6 +2,7 @@
 //! then the end-to-end checks of the whole pipeline on real kernels (`e2e`).
 
 mod e2e;
+mod fake_apt;
 mod fake_kvm;
 mod format_series;
 mod per_patch;

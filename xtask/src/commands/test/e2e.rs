@@ -26,7 +26,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 14] = [
+    let checks: [(&str, Check); 15] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -67,6 +67,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
         (
             "a broken KVM (fake QEMU: exits, aborts, firmware only, silent) falls back to TCG with its reason; a slow KVM does not",
             super::fake_kvm::check,
+        ),
+        (
+            "bench --instructions: apt and gcc failures (fake apt-get) stop at the plugin step with apt's or gcc's words",
+            super::fake_apt::check,
         ),
         (
             "a WARN_ON in the patched kernel fails run, compare and check-series with the WARNING's first lines",
