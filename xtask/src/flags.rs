@@ -109,6 +109,11 @@ pub enum Command {
         /// micro-benchmarks beside them.
         #[arg(long)]
         instructions: bool,
+        /// With --instructions: count on the kernel after each prefix of the
+        /// series (vanilla, +0001, ...; check-series' prefix builds are
+        /// reused) and show which patch changes which operation's count.
+        #[arg(long, requires = "instructions")]
+        per_patch: bool,
         #[command(flatten)]
         opts: RunOpts,
     },

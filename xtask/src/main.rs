@@ -63,7 +63,11 @@ fn main() {
         Command::Gdb { variant, opts } => shell::gdb(variant, &opts),
         Command::CheckSeries { only, opts } => check_series::run(only.as_deref(), &opts),
         Command::FormatSeries(opts) => format_series::run(&opts),
-        Command::Bench { instructions, opts } => bench::run(&opts, instructions),
+        Command::Bench {
+            instructions,
+            per_patch,
+            opts,
+        } => bench::run(&opts, instructions, per_patch),
         Command::Doctor(source) => doctor::run(&source),
         Command::Test { quick, check, opts } => test::run(quick, check.as_deref(), &opts),
     };

@@ -39,10 +39,11 @@ fn secs(s: f64) -> String {
 }
 
 mod instructions;
+mod instructions_per_patch;
 
-pub fn run(opts: &RunOpts, instructions: bool) -> Result<i32> {
+pub fn run(opts: &RunOpts, instructions: bool, per_patch: bool) -> Result<i32> {
     if instructions {
-        return instructions::run(opts);
+        return instructions::run(opts, per_patch);
     }
     let settings = opts.settings();
     std::fs::create_dir_all(paths::results())?;

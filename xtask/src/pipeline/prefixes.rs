@@ -81,11 +81,11 @@ pub fn collect(settings: &Settings) -> Result<PerPatchRuns> {
 /// and the prefixes between them the shelf's, built with the test VM's
 /// fragment only: another flavour would compare kernels configured
 /// differently. Refused before anything is built.
-fn refuse_flavour(flavour: Flavour) -> Result<()> {
+pub fn refuse_flavour(flavour: Flavour) -> Result<()> {
     anyhow::ensure!(
         flavour == Flavour::Default,
-        "compare --per-patch boots prefix kernels built with the test VM's fragment only; \
-         drop --flavour {} (to stress a prefix, apply it and use `run --flavour {0}`)",
+        "--per-patch boots prefix kernels built with the test VM's fragment only; \
+         drop --flavour {} (for one prefix, give a series of its patches to `run --flavour {0}`)",
         flavour.name()
     );
     Ok(())
@@ -184,11 +184,16 @@ impl<'a> Prefixes<'a> {
 
     /// How prefix `k`'s validator run is named and where it is kept: its
     /// declarations are vanilla's for no patch, else the series'.
-    fn run_name(&self, k: usize) -> RunName {
-        let label = match k {
+    /// What prefix `k` is called in reports: `vanilla`, `+0001`, ...
+    pub fn label(k: usize) -> String {
+        match k {
             0 => Variant::Vanilla.name(),
             _ => format!("+{k:04}"),
-        };
+        }
+    }
+
+    fn run_name(&self, k: usize) -> RunName {
+        let label = Self::label(k);
         RunName {
             variant: if k == 0 {
                 Variant::Vanilla

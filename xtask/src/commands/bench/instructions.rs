@@ -8,6 +8,7 @@ use super::{machine_description, micro_benchmarks, micro_table, Micro};
 use crate::flags::RunOpts;
 use crate::host::{paths, ui};
 use crate::kernel::Variant;
+use crate::pipeline::prefixes;
 use crate::pipeline::{self, Settings, Workspace};
 use crate::results::icount::{self, ConsoleReport, Measured, PluginOutput};
 use crate::results::table::Table;
@@ -20,9 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Boots per kernel: two, so that the report shows the run-to-run spread.
-const RUNS: usize = 2;
+pub(super) const RUNS: usize = 2;
 
-type PerOp = BTreeMap<Op, Measured>;
+pub(super) type PerOp = BTreeMap<Op, Measured>;
 
 /// Under TCG the guest's TSC calibration against the PIT succeeds or fails
 /// with the host's load, and with it the clocksource (tsc, or jiffies with
@@ -33,7 +34,7 @@ type PerOp = BTreeMap<Op, Measured>;
 /// report.
 const FIXED_TSC: &str = "tsc_early_khz=1000000 tsc=reliable";
 
-pub fn run(opts: &RunOpts) -> Result<i32> {
+pub fn run(opts: &RunOpts, per_patch: bool) -> Result<i32> {
     let settings = tcg_settings(opts)?;
     let qemu = Qemu::find()?;
     let step = ui::Step::start("TCG plugin (qemu-plugin.h from Debian's qemu source package)");
@@ -42,7 +43,14 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
         "{} {}",
         plugin.qemu_source.name, plugin.qemu_source.version
     ));
+    if per_patch {
+        // Before the source is opened: a flavour is refused, not built.
+        prefixes::refuse_flavour(settings.flavour)?;
+    }
     let ws = Workspace::open(&settings)?;
+    if per_patch {
+        return super::instructions_per_patch::run(&ws, &qemu, &plugin, &settings);
+    }
     let kernels = [
         ws.kernel(Variant::Vanilla)?.vmlinux,
         ws.kernel(Variant::Patched)?.vmlinux,
@@ -52,7 +60,17 @@ pub fn run(opts: &RunOpts) -> Result<i32> {
     let mut counts = Vec::new();
     for (kernel, variant) in kernels.iter().zip([Variant::Vanilla, Variant::Patched]) {
         let boots = (1..=RUNS)
-            .map(|run| counted_boot(&qemu, &plugin, kernel, &initrd, &settings, variant, run))
+            .map(|run| {
+                counted_boot(
+                    &qemu,
+                    &plugin,
+                    kernel,
+                    &initrd,
+                    &settings,
+                    &variant.name(),
+                    run,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let per_op = icount::summarize(&boots, variant == Variant::Patched)
             .with_context(|| format!("instruction counts of the {} kernel", variant.name()))?;
@@ -73,20 +91,20 @@ fn tcg_settings(opts: &RunOpts) -> Result<Settings> {
     Ok(settings)
 }
 
-/// One boot with the plugin: its sample file and what the validator said.
-fn counted_boot(
+/// One boot with the plugin of the kernel called `label` (vanilla,
+/// patched, +0003): its sample file and what the validator said.
+pub(super) fn counted_boot(
     qemu: &Qemu,
     plugin: &Plugin,
     kernel: &Path,
     initrd: &Path,
     settings: &Settings,
-    variant: Variant,
+    label: &str,
     run: usize,
 ) -> Result<(PluginOutput, ConsoleReport)> {
-    let name = format!("icount-{}-{run}", variant.name());
+    let name = format!("icount-{label}-{run}");
     let step = ui::Step::start(format!(
-        "Instruction counts, {} kernel, boot {run}/{RUNS}",
-        variant.name()
+        "Instruction counts, {label} kernel, boot {run}/{RUNS}"
     ));
     let results = paths::results();
     std::fs::create_dir_all(&results)?;
@@ -102,8 +120,7 @@ fn counted_boot(
     };
     let where_ = || {
         format!(
-            "the {} guest, boot {run} (console {}, samples {})",
-            variant.name(),
+            "the {label} guest, boot {run} (console {}, samples {})",
             log.display(),
             samples.display()
         )
@@ -158,7 +175,7 @@ fn report(qemu: &Qemu, vanilla: &PerOp, patched: &PerOp, micro: &[Micro]) -> Res
     Ok(())
 }
 
-fn named(per_op: &PerOp) -> BTreeMap<&'static str, &Measured> {
+pub(super) fn named(per_op: &PerOp) -> BTreeMap<&'static str, &Measured> {
     per_op.iter().map(|(op, m)| (op.name(), m)).collect()
 }
 
