@@ -36,6 +36,49 @@ fn a_filter_that_selects_nothing_is_a_harness_error_listing_the_ids() {
     );
 }
 
+/// Refused before anything is built or fetched: in an empty target
+/// directory, with the words that say what to drop.
+#[test]
+fn option_combinations_that_cannot_work_are_refused_first() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["compare", "--per-patch", "--flavour", "debug"],
+            "drop --flavour debug",
+        ),
+        (
+            &[
+                "bench",
+                "--instructions",
+                "--per-patch",
+                "--flavour",
+                "criu",
+            ],
+            "drop --flavour criu",
+        ),
+        (
+            &["compare", "--cover-letter", "--stress", "10s"],
+            "--cover-letter takes the table of the default kernels without --stress",
+        ),
+    ];
+    for (args, said) in cases {
+        let target = tempfile::tempdir().unwrap();
+        let out = xtask()
+            .args(args)
+            .args(["--accel", "tcg"])
+            .env("CARGO_TARGET_DIR", target.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(target.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?} made {left:?} before refusing");
+    }
+}
+
 #[test]
 fn an_interrupt_is_130() {
     // A target directory of its own: the run starts from nothing (building

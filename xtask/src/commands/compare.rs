@@ -2,7 +2,7 @@
 
 use crate::flags::RunOpts;
 use crate::host::paths;
-use crate::kernel::Variant;
+use crate::kernel::{Flavour, Variant};
 use crate::pipeline::{self, Comparison, Settings, Workspace};
 use crate::results::bundle;
 use crate::results::cover_letter::{self, LastTable, TABLE_END, TABLE_START};
@@ -22,8 +22,21 @@ pub fn run(
     junit: Option<&Path>,
 ) -> Result<i32> {
     let settings = opts.settings();
+    anyhow::ensure!(
+        !cover_letter || is_cover_letter_run(&settings),
+        "--cover-letter takes the table of the default kernels without --stress; \
+         drop --flavour {} / --stress",
+        settings.flavour.name()
+    );
     let both = pipeline::collect(&settings)?;
     report(&settings, both, cover_letter, bundle, junit)
+}
+
+/// The cover letter's table is that of the default kernels' plain run: a
+/// debug, criu or stress compare neither goes into the cover letter nor
+/// replaces the table format-series sends.
+fn is_cover_letter_run(settings: &Settings) -> bool {
+    settings.flavour == Flavour::Default && settings.stress.is_none()
 }
 
 /// `cargo xtask bundle`: the last compare's results when they are of these
@@ -109,7 +122,9 @@ fn report(
         problems: vanilla.problems.len() + patched.problems.len(),
         body: format!("{header}\n{table}{}", cover_letter::bundle_note(&name)),
     };
-    last.write()?;
+    if is_cover_letter_run(settings) {
+        last.write()?;
+    }
     if cover_letter {
         write_cover_letter(ws, &last.body)?;
     }

@@ -36,6 +36,10 @@ const FIXED_TSC: &str = "tsc_early_khz=1000000 tsc=reliable";
 
 pub fn run(opts: &RunOpts, per_patch: bool) -> Result<i32> {
     let settings = tcg_settings(opts)?;
+    if per_patch {
+        // Before anything is fetched or built.
+        prefixes::refuse_flavour(settings.flavour)?;
+    }
     let qemu = Qemu::find()?;
     let step = ui::Step::start("TCG plugin (qemu-plugin.h from Debian's qemu source package)");
     let plugin = plugin::build(&qemu)?;
@@ -43,10 +47,6 @@ pub fn run(opts: &RunOpts, per_patch: bool) -> Result<i32> {
         "{} {}",
         plugin.qemu_source.name, plugin.qemu_source.version
     ));
-    if per_patch {
-        // Before the source is opened: a flavour is refused, not built.
-        prefixes::refuse_flavour(settings.flavour)?;
-    }
     let ws = Workspace::open(&settings)?;
     if per_patch {
         return super::instructions_per_patch::run(&ws, &qemu, &plugin, &settings);
