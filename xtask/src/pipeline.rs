@@ -211,7 +211,7 @@ impl Workspace {
             None => String::new(),
         };
         let contents = Contents {
-            lists: self.validator_lists()?,
+            lists: &self.lists("validator.list")?,
             vars: &programs.vars(),
             extra,
         };
@@ -219,16 +219,17 @@ impl Workspace {
         Ok(out)
     }
 
-    /// The initramfs lists of the validator guest: the criu flavour adds
-    /// the host's criu and its libraries (initramfs/criu.list).
-    fn validator_lists(&self) -> Result<&'static [&'static str]> {
+    /// The initramfs lists of a guest (`validator.list`, `shell.list`): the
+    /// criu flavour adds the host's criu and its libraries
+    /// (initramfs/criu.list).
+    fn lists(&self, guest: &'static str) -> Result<Vec<&'static str>> {
         if self.flavour != Flavour::Criu {
-            return Ok(&["validator.list"]);
+            return Ok(vec![guest]);
         }
         // Installed like every other package the run needs (or the exact
         // apt-get line when that is not possible).
         deps::ensure(&deps::needed_for_criu())?;
-        Ok(&["validator.list", "criu.list"])
+        Ok(vec![guest, "criu.list"])
     }
 
     /// `-criu` for the criu flavour's initramfs, else nothing.
@@ -240,13 +241,16 @@ impl Workspace {
     }
 
     /// busybox as /bin/sh, initramfs/shell-init as /init, the validator as
-    /// a command (`shell`, `gdb`, and the bundle's `run.sh --shell`).
+    /// a command (`shell`, `gdb`, and the bundle's `run.sh --shell`); with
+    /// the criu flavour, criu as well.
     pub fn shell_initramfs(&self, programs: &Programs) -> Result<PathBuf> {
-        let out = paths::target().join("initramfs").join("shell.cpio");
+        let out = paths::target()
+            .join("initramfs")
+            .join(format!("shell{}.cpio", self.criu_suffix()));
         let mut vars = vec![("BUSYBOX", Path::new(deps::BUSYBOX))];
         vars.extend(programs.vars());
         let contents = Contents {
-            lists: &["shell.list"],
+            lists: &self.lists("shell.list")?,
             vars: &vars,
             extra: String::new(),
         };
