@@ -40,7 +40,7 @@ fn a_filter_that_selects_nothing_is_a_harness_error_listing_the_ids() {
 /// directory, with the words that say what to drop.
 #[test]
 fn option_combinations_that_cannot_work_are_refused_first() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["compare", "--per-patch", "--flavour", "debug"],
             "drop --flavour debug",
@@ -57,7 +57,11 @@ fn option_combinations_that_cannot_work_are_refused_first() {
         ),
         (
             &["compare", "--cover-letter", "--stress", "10s"],
-            "--cover-letter takes the table of the default kernels without --stress",
+            "--cover-letter takes the table of the default kernels without --stress; drop --stress 10s\n",
+        ),
+        (
+            &["compare", "--cover-letter", "--flavour", "debug"],
+            "--cover-letter takes the table of the default kernels without --stress; drop --flavour debug\n",
         ),
     ];
     for (args, said) in cases {

@@ -16,6 +16,27 @@ pub fn free_low_address(len: u64) -> Result<u64, Failure> {
     Ok(probe)
 }
 
+/// Replaces the 64-bit vDSO with the 32-bit one the upstream way, as CRIU
+/// does: unmaps [vdso] and [vvar*], then ARCH_MAP_VDSO_32 at a free
+/// address below 4 GiB, which it returns. From then on glibc's cached vDSO
+/// pointers dangle: no clock calls.
+pub fn map_vdso32_low() -> Result<u64, Failure> {
+    let removed = vdso::unmap_all();
+    diag!("unmapped: {}", removed.join(", "));
+    let hint = free_low_address(1 << 20)?;
+    let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
+    diag!(
+        "arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {} (image size)",
+        sys::show(r)
+    );
+    r.map(|_| hint).map_err(|e| {
+        Failure::Fail(format!(
+            "ARCH_MAP_VDSO_32 at {hint:#x} failed: {}",
+            sys::errno_name(e)
+        ))
+    })
+}
+
 /// Finds the mapped [vdso], prints its range and header, and checks that
 /// it is the 32-bit (i386) or the 64-bit (x86-64) image.
 pub fn check_mapped_image(c: &mut Checks, want_32bit: bool) -> Result<MappedVdso, Failure> {
@@ -162,20 +183,38 @@ pub const STALE_VDSO: &str = "stale-vdso";
 /// signal frame returned to where an unmapped vDSO used to be.
 pub const CHILD_IN_STALE_VDSO: i32 = 4;
 
+/// The end of `stale_vdso_trap`: `exit_group(CHILD_IN_STALE_VDSO)`
+/// through int 0x80.
+const STALE_VDSO_EXIT: [u8; 12] = [
+    0xb8,
+    0xfc,
+    0x00,
+    0x00,
+    0x00, // mov $252 (exit_group), %eax
+    0xbb,
+    CHILD_IN_STALE_VDSO as u8,
+    0x00,
+    0x00,
+    0x00, // mov $status, %ebx
+    0xcd,
+    0x80, // int $0x80
+];
+
 /// 32-bit code to map over the range an unmapped vDSO occupied, `len`
-/// bytes: a NOP slide to `exit_group(CHILD_IN_STALE_VDSO)` through int
-/// 0x80, so any return address inside the range ends the process with
+/// bytes: a NOP slide to `STALE_VDSO_EXIT`, so a return to any address
+/// before the last `STALE_VDSO_EXIT.len()` bytes ends the process with
 /// that status instead of running whatever happens to be there.
 pub fn stale_vdso_trap(len: usize) -> Vec<u8> {
-    let status = CHILD_IN_STALE_VDSO as u8;
-    let exit: [u8; 12] = [
-        0xb8, 0xfc, 0x00, 0x00, 0x00, // mov $252 (exit_group), %eax
-        0xbb, status, 0x00, 0x00, 0x00, // mov $status, %ebx
-        0xcd, 0x80, // int $0x80
-    ];
-    let mut code = vec![0x90; len - exit.len()];
-    code.extend_from_slice(&exit);
+    let mut code = vec![0x90; len - STALE_VDSO_EXIT.len()];
+    code.extend_from_slice(&STALE_VDSO_EXIT);
     code
+}
+
+/// The addresses in `[start, start + len)` that a return into
+/// `stale_vdso_trap` must not reach: the exit code's own bytes, where a
+/// return would start mid-instruction.
+pub fn stale_vdso_trap_tail(start: u64, len: u64) -> std::ops::Range<u64> {
+    start + len - STALE_VDSO_EXIT.len() as u64..start + len
 }
 
 /// Installs the 32-bit recording handler for SIGUSR1 with compat
@@ -317,12 +356,33 @@ pub fn raise_in_32bit(restorer: Restorer, frame: Frame) -> Outcome {
 
 /// Raises with the rt frame, then the non-rt one; fails on the first
 /// failure's reason after both have run.
+/// A failure names its reason only if both frames failed on it: one frame
+/// failing, or the two on different reasons, is an unnamed failure (never
+/// what a declaration expects).
 pub fn both_frames(restorer: Restorer) -> Outcome {
     diag!("rt frame (SA_SIGINFO):");
     let rt = raise_in_32bit(restorer, Frame::Rt);
     diag!("non-rt frame:");
     let non_rt = raise_in_32bit(restorer, Frame::NonRt);
-    rt.and(non_rt)
+    both_frames_outcome(rt, non_rt)
+}
+
+fn both_frames_outcome(rt: Outcome, non_rt: Outcome) -> Outcome {
+    let said = |o: &Outcome| match o {
+        Ok(()) => "pass".to_string(),
+        Err(Failure::Because(reason, _)) => format!("fail ({reason})"),
+        Err(Failure::Fail(m)) => format!("fail ({m})"),
+        Err(Failure::Skip(m)) => format!("skip ({m})"),
+    };
+    match (&rt, &non_rt) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(Failure::Because(a, _)), Err(Failure::Because(b, _))) if a == b => rt,
+        _ => crate::fail!(
+            "not one named failure for both frames: rt frame {}, non-rt frame {}",
+            said(&rt),
+            said(&non_rt)
+        ),
+    }
 }
 
 /// Exit status of `raise_and_check_in_child` when only the return address
@@ -422,6 +482,60 @@ pub fn compat_exec_refusal(exit: Exit, stderr: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_frames_name_a_reason_only_when_both_failed_on_it() {
+        let on = |r: &str| Err(Failure::because(r, "m"));
+        let reason = |o: Outcome| match o {
+            Ok(()) => "pass".to_string(),
+            Err(Failure::Because(r, _)) => r,
+            Err(Failure::Fail(_)) => "unnamed".to_string(),
+            Err(Failure::Skip(_)) => "skip".to_string(),
+        };
+        assert_eq!(reason(both_frames_outcome(Ok(()), Ok(()))), "pass");
+        assert_eq!(
+            reason(both_frames_outcome(on(STALE_VDSO), on(STALE_VDSO))),
+            STALE_VDSO
+        );
+        assert_eq!(
+            reason(both_frames_outcome(on(STALE_VDSO), Ok(()))),
+            "unnamed"
+        );
+        assert_eq!(
+            reason(both_frames_outcome(Ok(()), on("SIGSEGV"))),
+            "unnamed"
+        );
+        assert_eq!(
+            reason(both_frames_outcome(on(STALE_VDSO), on("SIGSEGV"))),
+            "unnamed"
+        );
+    }
+
+    #[test]
+    fn the_stale_vdso_trap_slides_into_exit_group_with_its_status() {
+        let trap = stale_vdso_trap(0x2000);
+        assert_eq!(trap.len(), 0x2000);
+        assert!(trap[..0x2000 - 12].iter().all(|&b| b == 0x90));
+        // mov $252,%eax; mov $4,%ebx; int $0x80 (252: i386 exit_group).
+        assert_eq!(
+            trap[0x2000 - 12..],
+            [
+                0xb8,
+                252,
+                0,
+                0,
+                0,
+                0xbb,
+                CHILD_IN_STALE_VDSO as u8,
+                0,
+                0,
+                0,
+                0xcd,
+                0x80
+            ]
+        );
+        assert_eq!(stale_vdso_trap_tail(0x1000, 0x2000), 0x2ff4..0x3000);
+    }
 
     fn stack_is_executable() -> bool {
         let (start, _) = thunks::stack_range();

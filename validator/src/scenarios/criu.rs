@@ -4,10 +4,10 @@
 use crate::diag;
 use crate::runner;
 use crate::runner::{Checks, Expect, Failure, Outcome, Scenario};
-use crate::scenarios::common::free_low_address;
+use crate::scenarios::common::map_vdso32_low;
 use crate::scenarios::series::{patches, require_series, set_compat};
 use crate::sys::thunks::{self, Entry};
-use crate::sys::vdso::{self, MappedVdso};
+use crate::sys::vdso::MappedVdso;
 use crate::sys::{self, FOUR_GIB};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -48,18 +48,7 @@ fn criu_style_compat_flow() -> Outcome {
 
 /// The upstream route: drop [vdso]/[vvar*], map the 32-bit image low.
 fn criu_style_flow_map_vdso32() -> Outcome {
-    run_flow(|| {
-        let removed = vdso::unmap_all();
-        diag!("child: unmapped {}", removed.join(", "));
-        let hint = free_low_address(1 << 20)?;
-        let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
-        diag!(
-            "child: arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {}",
-            sys::show(r)
-        );
-        r.map(|_| ())
-            .map_err(|e| Failure::Fail(format!("ARCH_MAP_VDSO_32: {}", sys::errno_name(e))))
-    })
+    run_flow(|| map_vdso32_low().map(|_| ()))
 }
 
 /// Forks a child that makes itself 32-bit with `switch`, then runs the

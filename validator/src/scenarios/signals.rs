@@ -1,13 +1,16 @@
 //! ia32 signal frames delivered to 32-bit code of a 64-bit process.
 
 use crate::diag;
+use crate::runner::Failure;
 use crate::runner::{Expect, Outcome, Scenario};
 use crate::scenarios::common::{
-    both_frames, free_low_address, raise_in_32bit, stale_vdso_trap, Frame, Restorer, STALE_VDSO,
+    both_frames, map_vdso32_low, raise_in_32bit, stale_vdso_trap, stale_vdso_trap_tail, Frame,
+    Restorer, CHILD_IN_STALE_VDSO, STALE_VDSO,
 };
 use crate::scenarios::series::patches;
 use crate::sys;
-use crate::sys::{thunks, vdso};
+use crate::sys::vdso::MappedVdso;
+use crate::sys::{thunks, FOUR_GIB};
 use crate::{ensure, fail};
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -77,27 +80,25 @@ fn compat_sigaction_no_restorer() -> Outcome {
 
 fn compat_signal_after_vdso32_munmap() -> Outcome {
     thunks::low();
-    let removed = vdso::unmap_all();
-    diag!("unmapped the 64-bit vDSO: {}", removed.join(", "));
-    // From here on glibc's cached vDSO pointers dangle: no clock calls.
-    let hint = free_low_address(1 << 20)?;
-    let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
-    ensure!(
-        r.is_ok(),
-        "ARCH_MAP_VDSO_32 at {hint:#x} failed: {}",
-        sys::show(r)
-    );
+    map_vdso32_low()?;
     let Some(v32) = sys::find_map("[vdso]") else {
         fail!("ARCH_MAP_VDSO_32 succeeded but no [vdso] is listed");
     };
     diag!("32-bit vDSO: {}", v32.line);
-    if let Some(image) = vdso::MappedVdso::find() {
-        for symbol in ["__kernel_rt_sigreturn", "__kernel_sigreturn"] {
-            let at = image
-                .symbol(symbol)
-                .map_or_else(|e| e, |a| format!("{a:#x}"));
-            diag!("a stale context.vdso would send a frame to {symbol} at {at}");
-        }
+    // A stale context.vdso must send both frames into the slide: below
+    // 4 GiB (the frame holds 32 bits) and before the trap's exit code.
+    ensure!(v32.end <= FOUR_GIB, "the 32-bit vDSO is not below 4 GiB");
+    let tail = stale_vdso_trap_tail(v32.start, v32.end - v32.start);
+    let image = MappedVdso::find().ok_or_else(|| Failure::Fail("no [vdso] to read".into()))?;
+    for symbol in ["__kernel_rt_sigreturn", "__kernel_sigreturn"] {
+        let at = image.symbol(symbol).map_err(Failure::Fail)?;
+        diag!("a stale context.vdso would send a frame to {symbol} at {at:#x}");
+        ensure!(
+            (v32.start..tail.start).contains(&at),
+            "{symbol} at {at:#x} is not in the trap's slide {:#x}-{:#x}",
+            v32.start,
+            tail.start
+        );
     }
     let len = v32.end - v32.start;
     let r = sys::munmap(v32.start, len);
@@ -120,10 +121,9 @@ fn compat_signal_after_vdso32_munmap() -> Outcome {
         "a [vdso] is still listed after its munmap()"
     );
     diag!(
-        "code mapped at {:#x}-{:#x}: any return there exits with status {}",
+        "code mapped at {:#x}-{:#x}: any return there exits with status {CHILD_IN_STALE_VDSO}",
         v32.start,
         v32.end,
-        crate::scenarios::common::CHILD_IN_STALE_VDSO
     );
     both_frames(Restorer::Retcode)
 }

@@ -1,12 +1,11 @@
 //! ARCH_MAP_VDSO_32/64 (CONFIG_CHECKPOINT_RESTORE, v4.9): what CRIU uses
 //! today to give a restored ia32 task its vDSO.
 
+use crate::diag;
 use crate::runner::{Checks, Expect, Outcome, Scenario};
-use crate::scenarios::common::{check_vdso32_works, free_low_address};
+use crate::scenarios::common::{check_vdso32_works, map_vdso32_low};
 use crate::sys;
 use crate::sys::thunks;
-use crate::sys::vdso;
-use crate::{diag, ensure};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -33,16 +32,7 @@ pub const SCENARIOS: &[Scenario] = &[
 
 fn map_vdso_32() -> Outcome {
     thunks::low();
-    let removed = vdso::unmap_all();
-    diag!("unmapped: {}", removed.join(", "));
-    // From here on glibc's cached vDSO pointers dangle: no clock calls.
-    let hint = free_low_address(1 << 20)?;
-    let r = sys::arch_prctl(sys::ARCH_MAP_VDSO_32, hint);
-    diag!(
-        "arch_prctl(ARCH_MAP_VDSO_32, {hint:#x}) = {} (image size)",
-        sys::show(r)
-    );
-    ensure!(r.is_ok(), "ARCH_MAP_VDSO_32 failed: {}", sys::show(r));
+    map_vdso32_low()?;
     let mut c = Checks::default();
     check_vdso32_works(&mut c)?;
     c.finish()

@@ -22,12 +22,19 @@ pub fn run(
     junit: Option<&Path>,
 ) -> Result<i32> {
     let settings = opts.settings();
-    anyhow::ensure!(
-        !cover_letter || is_cover_letter_run(&settings),
-        "--cover-letter takes the table of the default kernels without --stress; \
-         drop --flavour {} / --stress",
-        settings.flavour.name()
-    );
+    if cover_letter && !is_cover_letter_run(&settings) {
+        let mut given = Vec::new();
+        if settings.flavour != Flavour::Default {
+            given.push(format!("--flavour {}", settings.flavour.name()));
+        }
+        if let Some(stress) = &settings.stress {
+            given.push(format!("--stress {stress}"));
+        }
+        anyhow::bail!(
+            "--cover-letter takes the table of the default kernels without --stress; drop {}",
+            given.join(" and ")
+        );
+    }
     let both = pipeline::collect(&settings)?;
     report(&settings, both, cover_letter, bundle, junit)
 }

@@ -167,6 +167,8 @@ impl<'a> Prefixes<'a> {
     /// shelf when these very inputs were built before (by check-series or
     /// an earlier run), else built.
     pub fn kernel(&self, k: usize) -> Result<Kernel> {
+        // The ends are the workspace's builds, in its flavour.
+        refuse_flavour(self.ws.flavour)?;
         if k == 0 {
             return self.ws.kernel(Variant::Vanilla);
         }
@@ -182,8 +184,6 @@ impl<'a> Prefixes<'a> {
         }
     }
 
-    /// How prefix `k`'s validator run is named and where it is kept: its
-    /// declarations are vanilla's for no patch, else the series'.
     /// What prefix `k` is called in reports: `vanilla`, `+0001`, ...
     pub fn label(k: usize) -> String {
         match k {
@@ -192,6 +192,8 @@ impl<'a> Prefixes<'a> {
         }
     }
 
+    /// How prefix `k`'s validator run is named and where it is kept: its
+    /// declarations are vanilla's for no patch, else the series'.
     fn run_name(&self, k: usize) -> RunName {
         let label = Self::label(k);
         RunName {

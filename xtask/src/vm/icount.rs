@@ -30,13 +30,7 @@ pub fn plugin_source() -> PathBuf {
 pub fn build(qemu: &Qemu) -> Result<Plugin> {
     let binary = resolve(&qemu.path)?;
     ensure_plugin_support(&binary)?;
-    let qemu_source = debian::source_of_file(&binary).with_context(|| {
-        format!(
-            "the plugin is built against the qemu-plugin.h of the Debian source package of {}; \
-             a QEMU that is not Debian's (QEMU=...) is not supported",
-            binary.display()
-        )
-    })?;
+    let qemu_source = source_package(&binary)?;
     let header = debian::orig_member(&qemu_source, HEADER).with_context(|| {
         format!(
             "cannot get {HEADER} of {} {}",
@@ -60,6 +54,22 @@ pub fn build(qemu: &Qemu) -> Result<Plugin> {
             "building the TCG plugin qemu/plugins/icount.c failed (it needs gcc and libc6-dev)",
         )?;
     Ok(Plugin { so, qemu_source })
+}
+
+/// The Debian source package that built `qemu`, whose qemu-plugin.h the
+/// plugin is built against.
+pub fn qemu_source(qemu: &Qemu) -> Result<Source> {
+    source_package(&resolve(&qemu.path)?)
+}
+
+fn source_package(binary: &Path) -> Result<Source> {
+    debian::source_of_file(binary).with_context(|| {
+        format!(
+            "the plugin is built against the qemu-plugin.h of the Debian source package of {}; \
+             a QEMU that is not Debian's (QEMU=...) is not supported",
+            binary.display()
+        )
+    })
 }
 
 /// `-plugin <so>,out=<samples>`: QEMU splits its options at commas, so

@@ -62,8 +62,9 @@ fn report(qemu: &Qemu, counts: &[PerOp], subjects: &[String]) -> Result<i32> {
     let header = format!(
         "{}\n{} under TCG (-smp 1), {RUNS} boots per kernel; instructions per operation (median \
          of user + kernel) on vanilla, then `.` where a patch leaves the count unchanged or the \
-         new count (and the difference) where it changes it. A difference within the largest \
-         boot-to-boot spread seen for that operation on any of these kernels is no change.",
+         new count (and the difference) where it changes it; `~` where it moves it by no more than \
+         the largest boot-to-boot spread seen for that operation on any of these kernels (the \
+         noise column), which is not counted as a change.",
         machine_description(),
         qemu.version_text
     );
@@ -92,10 +93,30 @@ fn report(qemu: &Qemu, counts: &[PerOp], subjects: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-/// Per operation: its count on vanilla and, per patch, the new count
-/// where that patch changes it.
+/// What one patch did to one operation's count.
+#[derive(Clone, Debug, PartialEq)]
+enum Step {
+    /// The same count (or not run before and after).
+    Same,
+    /// Moved, by no more than the operation's boot-to-boot spread.
+    WithinNoise,
+    /// The cell to show: the new count and the difference.
+    Changed(String),
+}
+
+/// One operation: its vanilla count, the noise threshold used (a
+/// fraction) and what each patch did to it.
+struct Row {
+    op: Op,
+    vanilla: String,
+    noise: f64,
+    steps: Vec<Step>,
+}
+
+/// Per operation: its count on vanilla and, per patch, what the patch did
+/// to it.
 struct Changes {
-    rows: Vec<(Op, String, Vec<Option<String>>)>,
+    rows: Vec<Row>,
 }
 
 impl Changes {
@@ -115,7 +136,12 @@ impl Changes {
                     .windows(2)
                     .map(|w| change(w[0], w[1], noise))
                     .collect();
-                (*op, cell(per_kernel[0]), steps)
+                Row {
+                    op: *op,
+                    vanilla: cell(per_kernel[0]),
+                    noise,
+                    steps,
+                }
             })
             .collect();
         Changes { rows }
@@ -123,28 +149,31 @@ impl Changes {
 
     /// True if patch `k` (1-based) changes some operation's count.
     fn by_patch(&self, k: usize) -> bool {
-        self.rows.iter().any(|(_, _, steps)| steps[k - 1].is_some())
+        self.rows
+            .iter()
+            .any(|row| matches!(row.steps[k - 1], Step::Changed(_)))
     }
 
     fn table(&self) -> Table {
-        let patches = self.rows.first().map_or(0, |(_, _, s)| s.len());
+        let patches = self.rows.first().map_or(0, |row| row.steps.len());
         let mut header = vec!["operation".to_string(), "vanilla".to_string()];
         header.extend((1..=patches).map(|k| format!("{k:04}")));
-        header.push("changed by".into());
+        header.extend(["changed by".to_string(), "noise".to_string()]);
         let rows = self
             .rows
             .iter()
-            .map(|(op, vanilla, steps)| {
-                let mut row = vec![op.name().to_string(), vanilla.clone()];
-                row.extend(
-                    steps
-                        .iter()
-                        .map(|s| s.clone().unwrap_or_else(|| ".".into())),
-                );
-                let by: Vec<String> = steps
+            .map(|r| {
+                let mut row = vec![r.op.name().to_string(), r.vanilla.clone()];
+                row.extend(r.steps.iter().map(|s| match s {
+                    Step::Same => ".".to_string(),
+                    Step::WithinNoise => "~".to_string(),
+                    Step::Changed(cell) => cell.clone(),
+                }));
+                let by: Vec<String> = r
+                    .steps
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| s.is_some())
+                    .filter(|(_, s)| matches!(s, Step::Changed(_)))
                     .map(|(i, _)| format!("{:04}", i + 1))
                     .collect();
                 row.push(if by.is_empty() {
@@ -152,6 +181,7 @@ impl Changes {
                 } else {
                     by.join(", ")
                 });
+                row.push(format!("{:.2}%", r.noise * 100.0));
                 row
             })
             .collect();
@@ -166,19 +196,26 @@ fn cell(m: &Measured) -> String {
     }
 }
 
-/// The cell for a patch that took an operation from `before` to `after`;
-/// None if it did not change it: both not run, or a difference of at most
-/// `noise` (a fraction) of the smaller count.
-fn change(before: &Measured, after: &Measured, noise: f64) -> Option<String> {
+/// What a patch that took an operation from `before` to `after` did: a
+/// difference of at most `noise` (a fraction) of the smaller count is
+/// within the noise.
+fn change(before: &Measured, after: &Measured, noise: f64) -> Step {
     match (before, after) {
-        (Measured::NotRun(_), Measured::NotRun(_)) => None,
-        (Measured::NotRun(_), Measured::Counts(a)) => Some(format!("{} (new)", a.total.median)),
-        (Measured::Counts(_), Measured::NotRun(_)) => Some("n/a (gone)".into()),
+        (Measured::NotRun(_), Measured::NotRun(_)) => Step::Same,
+        (Measured::NotRun(_), Measured::Counts(a)) => {
+            Step::Changed(format!("{} (new)", a.total.median))
+        }
+        (Measured::Counts(_), Measured::NotRun(_)) => Step::Changed("n/a (gone)".into()),
         (Measured::Counts(b), Measured::Counts(a)) => {
             let (b, a) = (b.total.median, a.total.median);
             let delta = a as i64 - b as i64;
-            let within = delta.unsigned_abs() as f64 <= noise * b.min(a) as f64;
-            (!within).then(|| format!("{a} ({delta:+})"))
+            if delta == 0 {
+                Step::Same
+            } else if delta.unsigned_abs() as f64 <= noise * b.min(a) as f64 {
+                Step::WithinNoise
+            } else {
+                Step::Changed(format!("{a} ({delta:+})"))
+            }
         }
     }
 }
@@ -202,39 +239,46 @@ mod tests {
     fn a_deterministic_count_changes_by_one_instruction() {
         assert_eq!(
             change(&counts(&[222, 222]), &counts(&[222, 222]), 0.0),
-            None
+            Step::Same
         );
         assert_eq!(
-            change(&counts(&[9068, 9068]), &counts(&[9076, 9076]), 0.0).as_deref(),
-            Some("9076 (+8)")
+            change(&counts(&[9068, 9068]), &counts(&[9076, 9076]), 0.0),
+            Step::Changed("9076 (+8)".into())
         );
         assert_eq!(
-            change(&counts(&[9076, 9076]), &counts(&[9070, 9070]), 0.0).as_deref(),
-            Some("9070 (-6)")
+            change(&counts(&[9076, 9076]), &counts(&[9070, 9070]), 0.0),
+            Step::Changed("9070 (-6)".into())
         );
     }
 
     #[test]
     fn a_difference_within_the_boot_to_boot_spread_is_no_change() {
         // fork: two boots of one kernel 4% apart; the next kernel 3% higher.
-        assert_eq!(change(&counts(&[100_000]), &counts(&[103_000]), 0.04), None);
         assert_eq!(
-            change(&counts(&[100_000]), &counts(&[105_000]), 0.04).as_deref(),
-            Some("105000 (+5000)")
+            change(&counts(&[100_000]), &counts(&[103_000]), 0.04),
+            Step::WithinNoise
+        );
+        assert_eq!(
+            change(&counts(&[100_000]), &counts(&[100_000]), 0.04),
+            Step::Same
+        );
+        assert_eq!(
+            change(&counts(&[100_000]), &counts(&[105_000]), 0.04),
+            Step::Changed("105000 (+5000)".into())
         );
     }
 
     #[test]
     fn the_series_operation_appears_in_the_patch_that_adds_it() {
         let not_run = || Measured::NotRun("ARCH_SET_COMPAT: EINVAL".into());
-        assert_eq!(change(&not_run(), &not_run(), 0.0), None);
+        assert_eq!(change(&not_run(), &not_run(), 0.0), Step::Same);
         assert_eq!(
-            change(&not_run(), &counts(&[36_300]), 0.0).as_deref(),
-            Some("36300 (new)")
+            change(&not_run(), &counts(&[36_300]), 0.0),
+            Step::Changed("36300 (new)".into())
         );
         assert_eq!(
-            change(&counts(&[36_300]), &not_run(), 0.0).as_deref(),
-            Some("n/a (gone)")
+            change(&counts(&[36_300]), &not_run(), 0.0),
+            Step::Changed("n/a (gone)".into())
         );
     }
 
@@ -264,7 +308,14 @@ mod tests {
         let table = changes.table();
         assert_eq!(
             table.header,
-            ["operation", "vanilla", "0001", "0002", "changed by"]
+            [
+                "operation",
+                "vanilla",
+                "0001",
+                "0002",
+                "changed by",
+                "noise"
+            ]
         );
         let row = |op: Op| {
             table
@@ -274,9 +325,15 @@ mod tests {
                 .unwrap()
                 .clone()
         };
-        assert_eq!(row(Op::MmapMunmap)[1..], ["9068", ".", "9072 (+4)", "0002"]);
-        assert_eq!(row(Op::ForkExitWait)[2..], [".", ".", "none"]);
-        assert_eq!(row(Op::SetCompatNativePair)[1..], ["n/a", ".", ".", "none"]);
+        assert_eq!(
+            row(Op::MmapMunmap)[1..],
+            ["9068", ".", "9072 (+4)", "0002", "0.00%"]
+        );
+        assert_eq!(row(Op::ForkExitWait)[2..], [".", "~", "none", "4.00%"]);
+        assert_eq!(
+            row(Op::SetCompatNativePair)[1..],
+            ["n/a", ".", ".", "none", "0.00%"]
+        );
         assert!(!changes.by_patch(1) && changes.by_patch(2));
     }
 }

@@ -10,6 +10,8 @@
 use crate::flags::RunOpts;
 use crate::host::process::Cmd;
 use crate::results::exit;
+use crate::vm::icount;
+use crate::vm::qemu::Qemu;
 use anyhow::{ensure, Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -86,6 +88,11 @@ const MODES: [Mode; 5] = [
 ];
 
 pub fn check(_opts: &RunOpts) -> Result<()> {
+    // The fakes stand in for apt only: the installed QEMU must be Debian's
+    // (the apt cases begin at its source package), or every case would
+    // fail on that instead, saying nothing about apt.
+    icount::qemu_source(&Qemu::find()?)
+        .context("this check needs Debian's qemu-system-x86 installed")?;
     for mode in &MODES {
         check_mode(mode)?;
     }
