@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every test. Unit and host tests first (seconds),
 //! then the end-to-end checks of the whole pipeline on real kernels (`e2e`).
 
+mod debug_flavour;
 mod e2e;
 mod fake_apt;
 mod fake_kvm;

@@ -26,7 +26,7 @@ type Check = fn(&RunOpts) -> Result<()>;
 
 /// Every check, or those whose name contains `only`.
 pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
-    let checks: [(&str, Check); 15] = [
+    let checks: [(&str, Check); 16] = [
         (
             "compare: both kernels built and booted, every scenario as declared",
             check_compare,
@@ -84,6 +84,10 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
             "compare --per-patch: each fix's scenario changes in its own patch; a second run rebuilds nothing",
             super::per_patch::check,
         ),
+        (
+            "debug flavour (reduced): the patched debug kernel announces KASAN, lockdep and kmemleak; suite and 20 s of stress with no splat, leak or broken invariant",
+            super::debug_flavour::check,
+        ),
     ];
     let chosen: Vec<(&str, Check)> = checks
         .into_iter()
@@ -115,7 +119,7 @@ pub fn run(only: Option<&str>, opts: &RunOpts) -> Result<i32> {
 }
 
 /// This xtask with `subcommand` and the options this run was given.
-fn xtask(subcommand: &[&str], opts: &RunOpts) -> Result<Cmd> {
+pub(super) fn xtask(subcommand: &[&str], opts: &RunOpts) -> Result<Cmd> {
     let exe = std::env::current_exe().context("finding this xtask's executable")?;
     let mut cmd = Cmd::new(exe)
         .args(subcommand)
