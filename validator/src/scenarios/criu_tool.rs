@@ -213,17 +213,6 @@ fn counter_above(above: u64, ms: u64) -> Option<u64> {
     None
 }
 
-/// How `pid`, a child of ours, ended, if it has: None while it runs.
-fn ended(pid: i32) -> Result<Option<Exit>, i32> {
-    let mut status = 0;
-    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
-        0 => Ok(None),
-        r if r == pid && libc::WIFEXITED(status) => Ok(Some(Exit::Code(libc::WEXITSTATUS(status)))),
-        r if r == pid => Ok(Some(Exit::Signal(libc::WTERMSIG(status)))),
-        _ => Err(sys::errno()),
-    }
-}
-
 /// Waits until the freshly started loop has counted past 3; if it ends
 /// (or hangs) first, returns how it ended.
 fn wait_counting(pid: i32) -> Result<u64, Exit> {
@@ -231,7 +220,7 @@ fn wait_counting(pid: i32) -> Result<u64, Exit> {
         if let Some(n) = counter().filter(|n| *n > 3) {
             return Ok(n);
         }
-        if let Ok(Some(exit)) = ended(pid) {
+        if let Ok(Some(exit)) = sys::try_wait(pid) {
             return Err(exit);
         }
         sys::sleep_ms(20);
@@ -270,7 +259,7 @@ fn dump_restore(argv: &[&str]) -> Outcome {
     diag!("loop pid {pid} counting ({started})");
     let result = checkpoint_and_restore(pid);
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let _ = ended(pid);
+    let _ = sys::try_wait(pid);
     result
 }
 
@@ -385,7 +374,7 @@ fn check_exit(c: &mut Checks, pid: i32) {
     }
     let mut exit = Ok(None);
     for _ in 0..250 {
-        exit = ended(pid);
+        exit = sys::try_wait(pid);
         if !matches!(exit, Ok(None)) {
             break;
         }

@@ -304,26 +304,35 @@ impl std::fmt::Display for Exit {
 /// Polls with nanosleep rather than a clock: callers may have unmapped the
 /// vDSO glibc's clock_gettime uses.
 pub fn wait_exit(pid: i32, ms: u64) -> Exit {
-    let mut status = 0;
     for _ in 0..ms.div_ceil(5).max(1) {
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return Exit::Code(libc::WEXITSTATUS(status));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Exit::Signal(libc::WTERMSIG(status));
-            }
-        } else if r < 0 {
-            return Exit::TimedOut;
+        match try_wait(pid) {
+            Ok(Some(exit)) => return exit,
+            Ok(None) => sleep_ms(5),
+            Err(_) => return Exit::TimedOut,
         }
-        sleep_ms(5);
     }
     unsafe {
         libc::kill(pid, libc::SIGKILL);
-        libc::waitpid(pid, &mut status, 0);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
     Exit::TimedOut
+}
+
+/// How `pid`, a child of ours, ended, if it has: None while it runs;
+/// waitpid's errno if it is not (or no longer) ours to wait for.
+pub fn try_wait(pid: i32) -> Result<Option<Exit>, i32> {
+    let mut status = 0;
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r < 0 {
+        return Err(errno());
+    }
+    if r == pid && libc::WIFEXITED(status) {
+        return Ok(Some(Exit::Code(libc::WEXITSTATUS(status))));
+    }
+    if r == pid && libc::WIFSIGNALED(status) {
+        return Ok(Some(Exit::Signal(libc::WTERMSIG(status))));
+    }
+    Ok(None)
 }
 
 pub fn sleep_ms(ms: u64) {
