@@ -152,9 +152,19 @@ const APPLETS: &[&str] = &[
 /// One run of the i386 busybox: its status as text, stdout and stderr.
 struct Ran {
     exit: sys::Exit,
-    status: String,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+}
+
+impl Ran {
+    /// The exit as the diagnostics say it.
+    fn status(&self) -> String {
+        match self.exit {
+            sys::Exit::Code(code) => format!("exit status {code}"),
+            sys::Exit::Signal(sig) => format!("killed by {}", sys::signal_name(sig)),
+            sys::Exit::TimedOut => format!("timed out after {RUN_MS} ms"),
+        }
+    }
 }
 
 /// What stdin is opened on: /dev/null or a file of the working folder.
@@ -215,18 +225,10 @@ fn run(via: Via, args: &[&str], input: Input) -> Result<Ran, Failure> {
     let exit = sys::run_program(&program, RUN_MS)
         .map_err(|e| Failure::Fail(format!("cannot run {}: {e}", argv.join(" "))))?;
     let read = |f: &str| std::fs::read(f).map_err(|e| Failure::Fail(format!("read {f}: {e}")));
-    let stdout_bytes = read(&stdout)?;
-    let stderr_bytes = read(&stderr)?;
-    let status = match exit {
-        sys::Exit::Code(code) => format!("exit status {code}"),
-        sys::Exit::Signal(sig) => format!("killed by {}", sys::signal_name(sig)),
-        sys::Exit::TimedOut => format!("timed out after {RUN_MS} ms"),
-    };
     Ok(Ran {
         exit,
-        status,
-        stdout: stdout_bytes,
-        stderr: stderr_bytes,
+        stdout: read(&stdout)?,
+        stderr: read(&stderr)?,
     })
 }
 
@@ -251,7 +253,7 @@ fn check_same(c: &mut Checks, args: &[&str], native: &Ran, compat: &Ran) {
     for (name, ran) in [("execve", native), ("compat-exec", compat)] {
         diag!(
             "{name}: {shown}: {}, stdout {} bytes {}, stderr {} bytes {}",
-            ran.status,
+            ran.status(),
             ran.stdout.len(),
             excerpt(&ran.stdout),
             ran.stderr.len(),
@@ -259,8 +261,8 @@ fn check_same(c: &mut Checks, args: &[&str], native: &Ran, compat: &Ran) {
         );
     }
     c.check(
-        native.status == compat.status,
-        format!("`{shown}`: {} both ways", compat.status),
+        native.exit == compat.exit,
+        format!("`{shown}`: {} both ways", compat.status()),
     );
     c.check(
         native.stdout == compat.stdout,
@@ -392,7 +394,7 @@ fn date() -> Outcome {
         let text = String::from_utf8_lossy(&ran.stdout).trim().to_string();
         diag!(
             "{name}: date +%s: {}, {text:?}; 64-bit clock {before}..{after}",
-            ran.status
+            ran.status()
         );
         let secs: Option<u64> = text.parse().ok();
         c.check(
@@ -400,8 +402,8 @@ fn date() -> Outcome {
             format!("{name}: {text} within a second of {before}..{after}"),
         );
         c.check(
-            ran.status == "exit status 0",
-            format!("{name}: {}", ran.status),
+            ran.exit == sys::Exit::Code(0),
+            format!("{name}: {}", ran.status()),
         );
     }
     c.finish()
@@ -483,10 +485,10 @@ fn maps_below_4g() -> Outcome {
         .collect();
     let mut c = Checks::default();
     c.check(
-        compat.status == "exit status 0" && !parsed.is_empty(),
+        compat.exit == sys::Exit::Code(0) && !parsed.is_empty(),
         format!(
             "compat-exec cat /proc/self/maps: {}, {} mappings",
-            compat.status,
+            compat.status(),
             parsed.len()
         ),
     );
