@@ -185,19 +185,11 @@ pub const CHILD_IN_STALE_VDSO: i32 = 4;
 
 /// The end of `stale_vdso_trap`: `exit_group(CHILD_IN_STALE_VDSO)`
 /// through int 0x80.
+#[rustfmt::skip]
 const STALE_VDSO_EXIT: [u8; 12] = [
-    0xb8,
-    0xfc,
-    0x00,
-    0x00,
-    0x00, // mov $252 (exit_group), %eax
-    0xbb,
-    CHILD_IN_STALE_VDSO as u8,
-    0x00,
-    0x00,
-    0x00, // mov $status, %ebx
-    0xcd,
-    0x80, // int $0x80
+    0xb8, 0xfc, 0x00, 0x00, 0x00,                       // mov $252 (exit_group), %eax
+    0xbb, CHILD_IN_STALE_VDSO as u8, 0x00, 0x00, 0x00,  // mov $status, %ebx
+    0xcd, 0x80,                                         // int $0x80
 ];
 
 /// 32-bit code to map over the range an unmapped vDSO occupied, `len`
@@ -354,11 +346,10 @@ pub fn raise_in_32bit(restorer: Restorer, frame: Frame) -> Outcome {
     }
 }
 
-/// Raises with the rt frame, then the non-rt one; fails on the first
-/// failure's reason after both have run.
-/// A failure names its reason only if both frames failed on it: one frame
-/// failing, or the two on different reasons, is an unnamed failure (never
-/// what a declaration expects).
+/// Raises with the rt frame, then the non-rt one. A failure names its
+/// reason only if both frames failed on it: one frame failing, or the two
+/// on different reasons, is an unnamed failure (never what a declaration
+/// expects).
 pub fn both_frames(restorer: Restorer) -> Outcome {
     diag!("rt frame (SA_SIGINFO):");
     let rt = raise_in_32bit(restorer, Frame::Rt);
