@@ -76,15 +76,15 @@ pub fn needed_for(source_needs: Vec<Need>) -> Vec<Need> {
     needs
 }
 
-/// check-series: the x86 selftests also build 32-bit thunks (ldt_gdt,
-/// ptrace_syscall), and
-/// checkpatch's SPDX check runs scripts/spdxcheck.py with Debian's python3,
-/// which needs ply and GitPython.
 /// Debian's criu, which the criu flavour packs into its guest.
 pub fn needed_for_criu() -> Vec<Need> {
     vec![file(CRIU, "criu")]
 }
 
+/// check-series: the x86 selftests also build 32-bit thunks (ldt_gdt,
+/// ptrace_syscall), and
+/// checkpatch's SPDX check runs scripts/spdxcheck.py with Debian's python3,
+/// which needs ply and GitPython.
 pub fn needed_for_selftests() -> Vec<Need> {
     vec![
         file("/usr/lib32/crt1.o", "gcc-multilib"),
