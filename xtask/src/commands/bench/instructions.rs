@@ -59,22 +59,11 @@ pub fn run(opts: &RunOpts, per_patch: bool) -> Result<i32> {
     let initrd = ws.validator_initramfs(&programs, None)?;
     let mut counts = Vec::new();
     for (kernel, variant) in kernels.iter().zip([Variant::Vanilla, Variant::Patched]) {
-        let boots = (1..=RUNS)
-            .map(|run| {
-                counted_boot(
-                    &qemu,
-                    &plugin,
-                    kernel,
-                    &initrd,
-                    &settings,
-                    &variant.name(),
-                    run,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let per_op = icount::summarize(&boots, variant == Variant::Patched)
-            .with_context(|| format!("instruction counts of the {} kernel", variant.name()))?;
-        counts.push(per_op);
+        let has_series = variant == Variant::Patched;
+        let label = variant.name();
+        counts.push(count_kernel(
+            &qemu, &plugin, kernel, &initrd, &settings, &label, has_series,
+        )?);
     }
     let micro = micro_benchmarks(&programs.validator, &kernels, &initrd, &settings)?;
     report(&qemu, &counts[0], &counts[1], &micro)?;
@@ -91,9 +80,27 @@ fn tcg_settings(opts: &RunOpts) -> Result<Settings> {
     Ok(settings)
 }
 
-/// One boot with the plugin of the kernel called `label` (vanilla,
-/// patched, +0003): its sample file and what the validator said.
-pub(super) fn counted_boot(
+/// The counts of the kernel called `label` (vanilla, patched, +0003)
+/// over `RUNS` boots; `has_series`: the series' operation must run.
+pub(super) fn count_kernel(
+    qemu: &Qemu,
+    plugin: &Plugin,
+    kernel: &Path,
+    initrd: &Path,
+    settings: &Settings,
+    label: &str,
+    has_series: bool,
+) -> Result<PerOp> {
+    let boots = (1..=RUNS)
+        .map(|run| counted_boot(qemu, plugin, kernel, initrd, settings, label, run))
+        .collect::<Result<Vec<_>>>()?;
+    icount::summarize(&boots, has_series)
+        .with_context(|| format!("instruction counts of the {label} kernel"))
+}
+
+/// One boot with the plugin of the kernel called `label`: its sample file
+/// and what the validator said.
+fn counted_boot(
     qemu: &Qemu,
     plugin: &Plugin,
     kernel: &Path,

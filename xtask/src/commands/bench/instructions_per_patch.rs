@@ -3,13 +3,13 @@
 //! say which patch changes which operation's cost. The prefix kernels are
 //! check-series' (kept on the bisect shelf), built here if missing.
 
-use super::instructions::{counted_boot, named, PerOp, RUNS};
+use super::instructions::{count_kernel, named, PerOp, RUNS};
 use super::machine_description;
 use crate::host::paths;
 use crate::kernel::build::Kernel;
 use crate::pipeline::prefixes::Prefixes;
 use crate::pipeline::{self, Settings, Workspace};
-use crate::results::icount::{self, Measured};
+use crate::results::icount::Measured;
 use crate::results::table::Table;
 use crate::vm::icount::Plugin;
 use crate::vm::qemu::Qemu;
@@ -27,25 +27,18 @@ pub fn run(ws: &Workspace, qemu: &Qemu, plugin: &Plugin, settings: &Settings) ->
     let initrd = ws.validator_initramfs(&programs, None)?;
     let mut counts = Vec::new();
     for (k, kernel) in kernels.iter().enumerate() {
-        let label = Prefixes::label(k);
-        let boots = (1..=RUNS)
-            .map(|run| {
-                counted_boot(
-                    qemu,
-                    plugin,
-                    &kernel.vmlinux,
-                    &initrd,
-                    settings,
-                    &label,
-                    run,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
         // The series' operation exists from the patch that adds it on; the
         // whole series must have it.
-        let per_op = icount::summarize(&boots, k == n)
-            .with_context(|| format!("instruction counts of the {label} kernel"))?;
-        counts.push(per_op);
+        let label = Prefixes::label(k);
+        counts.push(count_kernel(
+            qemu,
+            plugin,
+            &kernel.vmlinux,
+            &initrd,
+            settings,
+            &label,
+            k == n,
+        )?);
     }
     let subjects: Vec<String> = ws
         .series
